@@ -1,0 +1,110 @@
+"""Side-by-side timing: ours against a peer in one process, interleaved rounds, medians.
+
+Every benchmark in this folder states a `Case`: two zero-argument callables that do the same work
+(ours and the peer's), already built and holding their inputs. `compare` warms both up (warm-up is
+excluded), then runs them in interleaved rounds (ours, peer, ours, peer, ...) so that a slow moment on
+the machine hits both, and reports the median time of each and the ratio ours / peer (below 1 means
+ours is faster).
+
+Example:
+    >>> case = Case("nms 1k", ours=lambda: f(x), peer=lambda: g(x), peer_name="tf.image")
+    >>> row = compare(case, rounds=15)
+    >>> row["ratio"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import statistics
+import time
+from typing import Callable
+
+
+@dataclasses.dataclass
+class Case:
+    """One timing comparison.
+
+    Args:
+        name: what is timed, e.g. "single-class NMS, 20k boxes".
+        ours: zero-argument callable running kerasdet's version; must block until the result exists
+            (return numpy, or call `.numpy()`).
+        peer: zero-argument callable running the peer's version of the same work.
+        peer_name: how the peer is named in the results table.
+        limit: the largest ratio ours/peer the issue allows, or None when only recorded.
+        note: free text for the results table (semantics that differ, sizes...).
+    """
+
+    name: str
+    ours: Callable[[], object]
+    peer: Callable[[], object]
+    peer_name: str
+    limit: float | None = None
+    note: str = ""
+
+
+def _time_once(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def compare(case: Case, rounds: int = 15, warmup: int = 3) -> dict:
+    """Times `case.ours` and `case.peer` interleaved and returns medians and their ratio."""
+    for _ in range(warmup):
+        case.ours()
+        case.peer()
+    ours, peer = [], []
+    for i in range(rounds):
+        # alternate which goes first so neither always runs on a warmer cache
+        if i % 2 == 0:
+            ours.append(_time_once(case.ours))
+            peer.append(_time_once(case.peer))
+        else:
+            peer.append(_time_once(case.peer))
+            ours.append(_time_once(case.ours))
+    ours_ms = statistics.median(ours) * 1e3
+    peer_ms = statistics.median(peer) * 1e3
+    ratio = ours_ms / peer_ms
+    return {
+        "name": case.name,
+        "peer": case.peer_name,
+        "ours_ms": ours_ms,
+        "peer_ms": peer_ms,
+        "ratio": ratio,
+        "limit": case.limit,
+        "ok": None if case.limit is None else ratio <= case.limit,
+        "note": case.note,
+        "rounds": rounds,
+    }
+
+
+def machine_description() -> str:
+    """A one-line description of the machine the numbers were taken on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Formats `compare` rows as a markdown table."""
+    lines = [
+        "| case | peer | ours (ms) | peer (ms) | ratio ours/peer | limit | within |",
+        "|---|---|---:|---:|---:|---:|:---:|",
+    ]
+    for r in rows:
+        limit = "-" if r["limit"] is None else f"{r['limit']:.2f}"
+        ok = "-" if r["ok"] is None else ("yes" if r["ok"] else "**no**")
+        lines.append(
+            f"| {r['name']} | {r['peer']} | {r['ours_ms']:.2f} | {r['peer_ms']:.2f} | {r['ratio']:.3f} | {limit} | {ok} |"
+        )
+    notes = [f"- {r['name']}: {r['note']}" for r in rows if r["note"]]
+    return "\n".join(lines + ([""] + notes if notes else []))

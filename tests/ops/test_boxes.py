@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasdet.ops import boxes as ops
+from tests.reference import boxes as ref
+
+
+def random_boxes(rng, n, lo=-20.0, hi=120.0, degenerate_fraction=0.2):
+    """Boxes crossing and beyond a 100x100 image, some zero-area and some inverted."""
+    xy = rng.uniform(lo, hi, (n, 2))
+    wh = rng.uniform(0.0, 60.0, (n, 2))
+    boxes = np.concatenate([xy, xy + wh], axis=1)
+    k = int(n * degenerate_fraction)
+    if k:
+        idx = rng.choice(n, k, replace=False)
+        boxes[idx[: k // 2], 2] = boxes[idx[: k // 2], 0]  # zero width
+        inv = idx[k // 2 :]
+        boxes[inv, 2], boxes[inv, 0] = boxes[inv, 0].copy(), boxes[inv, 2].copy()  # inverted
+    return boxes.astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_iou_and_giou_match_reference(seed):
+    rng = np.random.default_rng(seed)
+    a = random_boxes(rng, 23)
+    b = random_boxes(rng, 17)
+    b[:3] = a[:3]  # identical boxes
+    np.testing.assert_allclose(ops.iou(a, b).numpy(), ref.pairwise(ref.iou_pair, a, b), atol=1e-6)
+    np.testing.assert_allclose(ops.giou(a, b).numpy(), ref.pairwise(ref.giou_pair, a, b), atol=1e-5)
+    np.testing.assert_allclose(ops.area(a).numpy(), [ref.area(x) for x in a], rtol=1e-6)
+
+
+def test_iou_batched_aligned_and_empty():
+    rng = np.random.default_rng(7)
+    a = random_boxes(rng, 12).reshape(3, 4, 4)
+    b = random_boxes(rng, 15).reshape(3, 5, 4)
+    out = ops.iou(a, b).numpy()
+    assert out.shape == (3, 4, 5)
+    for i in range(3):
+        np.testing.assert_allclose(out[i], ref.pairwise(ref.iou_pair, a[i], b[i]), atol=1e-6)
+    aligned = ops.iou(a, a[:, ::-1], aligned=True).numpy()
+    want = [[ref.iou_pair(x, y) for x, y in zip(a[i], a[i, ::-1])] for i in range(3)]
+    np.testing.assert_allclose(aligned, want, atol=1e-6)
+    assert ops.iou(np.zeros((0, 4)), b[0]).shape == (0, 5)
+    assert ops.iou(np.zeros((2, 0, 4)), np.zeros((2, 3, 4))).shape == (2, 0, 3)
+
+
+def test_iou_zero_union_is_zero_and_in_graph():
+    z = np.array([[5.0, 5.0, 5.0, 5.0]], np.float32)
+    assert ops.iou(z, z).numpy()[0, 0] == 0.0
+    assert ops.giou(z, z).numpy()[0, 0] == 0.0
+    fn = tf.function(lambda x, y: ops.iou(x, y), input_signature=[tf.TensorSpec([None, 4])] * 2)
+    assert fn(z, z).shape == (1, 1)
+
+
+def test_clip_and_convert():
+    b = np.array([[-5.0, 2.0, 120.0, 40.0], [10, 10, 20, 20]], np.float32)
+    np.testing.assert_allclose(ops.clip_boxes(b, (32, 100)).numpy(), [[0, 2, 100, 32], [10, 10, 20, 20]])
+    per_image = ops.clip_boxes(np.stack([b, b]), np.array([[32.0, 100.0], [15.0, 15.0]])[:, None, :]).numpy()
+    np.testing.assert_allclose(per_image[1], [[0, 2, 15, 15], [10, 10, 15, 15]])
+    c = ops.convert_format(b, "xyxy", "center_xywh")
+    np.testing.assert_allclose(ops.convert_format(c, "center_xywh", "xyxy").numpy(), b, atol=1e-5)
+    np.testing.assert_allclose(ops.convert_format(b, "xyxy", "xywh").numpy()[1], [10, 10, 10, 10])
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: ops.iou(np.zeros((3, 5)), np.zeros((2, 4))), r"`boxes1` must have shape \[\.\.\., 4\]"),
+        (lambda: ops.iou(np.zeros((3, 4)), "boxes"), r"`boxes2` must hold numbers"),
+        (lambda: ops.area(np.zeros((3, 3))), r"`boxes`.*got shape \(3, 3\)"),
+        (lambda: ops.clip_boxes(np.zeros((3, 4)), (1, 2, 3)), r"`image_shape`"),
+        (lambda: ops.convert_format(np.zeros((3, 4)), "xyxy", "cxcy"), r"`target` must be one of"),
+        (lambda: ops.convert_format(np.zeros((3, 4)), "xyxy", "rel_xyxy"), r"needs `height` and `width`"),
+    ],
+)
+def test_bad_input_errors_name_the_argument(call, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        call()
