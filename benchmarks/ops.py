@@ -1,0 +1,87 @@
+"""Times kerasdet's ops side by side with TensorFlow's built-ins, in one process.
+
+    .venv/bin/python benchmarks/ops.py                 # all cases, writes benchmarks/RESULTS.md
+    .venv/bin/python benchmarks/ops.py --only nms      # a subset, printed only (no file written)
+
+Fixed thread counts (2 intra-op, 1 inter-op, set before TensorFlow starts), warm-up excluded,
+medians of interleaved rounds (benchmarks/timing.py). The cases themselves live in
+benchmarks/cases_*.py; each returns `Case`s with both sides built and wrapped in `tf.function`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import os
+import pathlib
+import re
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import tensorflow as tf  # noqa: E402
+
+tf.config.threading.set_intra_op_parallelism_threads(2)
+tf.config.threading.set_inter_op_parallelism_threads(1)
+
+from benchmarks.timing import compare, machine_description, markdown_table  # noqa: E402
+
+GROUPS = {
+    "nms": "benchmarks.cases_nms",
+    "roi_align": "benchmarks.cases_roi_align",
+    "roi_pool": "benchmarks.cases_roi_pool",
+}
+START, END = "<!-- ops:start -->", "<!-- ops:end -->"
+
+
+def write_section(path: pathlib.Path, body: str) -> None:
+    """Replaces this script's section of RESULTS.md, leaving the other benchmarks' sections alone."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n\nRatios are ours / peer: below 1 means kerasdet is faster.\n"
+    section = f"{START}\n{body}\n{END}"
+    if START in text:
+        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=sorted(GROUPS), nargs="*", help="run only these groups (prints, writes nothing)")
+    parser.add_argument("--rounds", type=int, default=21, help="interleaved rounds per case (default 21)")
+    args = parser.parse_args()
+    groups = args.only or sorted(GROUPS)
+    rows = []
+    for group in groups:
+        module = importlib.import_module(GROUPS[group])
+        for case in module.cases():
+            print(f"[bench] {case.name} ...", flush=True)
+            row = compare(case, rounds=args.rounds)
+            print(f"[bench]   ours {row['ours_ms']:.2f} ms | {row['peer']} {row['peer_ms']:.2f} ms | ratio {row['ratio']:.3f}", flush=True)
+            rows.append(row)
+    table = markdown_table(rows)
+    print(table)
+    if args.only:
+        return 0
+    body = "\n".join(
+        [
+            "## Detection ops (`benchmarks/ops.py`)",
+            "",
+            f"Measured {datetime.date.today().isoformat()} with `.venv/bin/python benchmarks/ops.py` on {machine_description()};",
+            f"TensorFlow {tf.__version__}, 2 intra-op threads, 1 inter-op thread, medians of {args.rounds} interleaved rounds after 3 warm-up calls, forward only, CPU.",
+            "",
+            table,
+        ]
+    )
+    write_section(ROOT / "benchmarks" / "RESULTS.md", body)
+    bad = [r for r in rows if r["ok"] is False]
+    if bad:
+        print(f"[bench] {len(bad)} case(s) above their limit: {[r['name'] for r in bad]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

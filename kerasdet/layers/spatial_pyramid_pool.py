@@ -1,0 +1,72 @@
+"""SpatialPyramidPool: the SPP-net pyramid of RoI max pooling grids."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from kerasdet.ops._roi_pool import _positive_int, _scale, spatial_pyramid_pool
+
+
+@keras.saving.register_keras_serializable(package="kerasdet")
+class SpatialPyramidPool(keras.layers.Layer):
+    """Spatial pyramid pooling of rois (SPP-net): one fixed-length vector per roi, whatever its size.
+
+    Thin layer over `kerasdet.ops.spatial_pyramid_pool`: for each level `l` (in the order given) the roi is
+    max pooled over the `l x l` integer bins of RoI pooling (Fast R-CNN quantisation, DESIGN.md §4), the
+    `[l, l, C]` grid is flattened with channels fastest, then columns, then rows, and the levels are
+    concatenated. Padded roi rows (all -1) give zeros.
+
+    Rois stay float32 whatever the dtype policy (they are not autocast); the features are cast to the
+    layer's compute dtype and the output has that dtype. Runs under `jit_compile=True` when the feature
+    map's height and width are static at trace time.
+
+    Reference: K. He, X. Zhang, S. Ren, J. Sun, "Spatial Pyramid Pooling in Deep Convolutional Networks
+    for Visual Recognition", ECCV 2014.
+
+    Args:
+        levels: bins per side of each pyramid level, default `(1, 2, 4)` (the paper's detection setting
+            is `(1, 2, 3, 6)`).
+        spatial_scale: feature-map pixels per input pixel, e.g. `1 / 16`.
+        **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`...).
+
+    Call arguments:
+        features: `[B, H, W, C]` feature map.
+        rois: `[B, R, 4]` boxes `(x1, y1, x2, y2)` in input-image pixels; rows of -1 are padding.
+
+    Returns:
+        `[B, R, sum(l * l for l in levels) * C]`.
+
+    Example:
+        >>> layer = SpatialPyramidPool(levels=(1, 2, 4), spatial_scale=1 / 16)
+        >>> features = tf.random.normal([1, 38, 50, 256])
+        >>> layer(features, tf.constant([[[0., 0., 320., 240.]]])).shape
+        TensorShape([1, 1, 5376])
+    """
+
+    def __init__(self, levels=(1, 2, 4), spatial_scale=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(levels, (str, bytes)) or not isinstance(levels, (list, tuple)) or not levels:
+            raise ValueError(f"`levels` must be a non-empty list or tuple of positive ints; got {levels!r}")
+        self.levels = tuple(_positive_int(lv, "levels") for lv in levels)
+        self.spatial_scale = _scale(spatial_scale)
+        # rois must reach the op in float32: keep Keras from autocasting them to float16 (and from
+        # rejecting numpy inputs, which it would convert); `call` casts each input itself
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
+
+    def call(self, features, rois):
+        features = tf.cast(features, self.compute_dtype)
+        rois = tf.cast(rois, tf.float32)
+        return spatial_pyramid_pool(features, rois, self.levels, self.spatial_scale)
+
+    def compute_output_shape(self, features_shape, rois_shape):
+        channels = features_shape[-1]
+        batch = rois_shape[0] if rois_shape[0] is not None else features_shape[0]
+        size = None if channels is None else sum(lv * lv for lv in self.levels) * channels
+        return (batch, rois_shape[1], size)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"levels": list(self.levels), "spatial_scale": self.spatial_scale})
+        return config
