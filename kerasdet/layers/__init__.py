@@ -1,0 +1,33 @@
+"""Serializable Keras layers over `kerasdet.ops`, one per file."""
+
+from kerasdet.layers.anchor_generator import AnchorGenerator
+from kerasdet.layers.box_matcher import BoxMatcher
+from kerasdet.layers.hard_negative_miner import HardNegativeMiner
+from kerasdet.layers.hierarchical_softmax import HierarchicalSoftmax
+from kerasdet.layers.multi_level_roi_align import MultiLevelRoIAlign
+from kerasdet.layers.non_max_suppression import NonMaxSuppression
+from kerasdet.layers.proposal_generator import ProposalGenerator
+from kerasdet.layers.ps_roi_align import PSRoIAlign
+from kerasdet.layers.ps_roi_pool import PSRoIPool
+from kerasdet.layers.roi_align import RoIAlign
+from kerasdet.layers.roi_pool import RoIPool
+from kerasdet.layers.roi_sampler import RoISampler
+from kerasdet.layers.spatial_pyramid_pool import SpatialPyramidPool
+from kerasdet.layers.word_tree import WordTree
+
+__all__ = [
+    "AnchorGenerator",
+    "BoxMatcher",
+    "HardNegativeMiner",
+    "HierarchicalSoftmax",
+    "MultiLevelRoIAlign",
+    "NonMaxSuppression",
+    "PSRoIAlign",
+    "PSRoIPool",
+    "ProposalGenerator",
+    "RoIAlign",
+    "RoIPool",
+    "RoISampler",
+    "SpatialPyramidPool",
+    "WordTree",
+]
