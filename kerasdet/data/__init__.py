@@ -1,0 +1,43 @@
+"""Datasets: the embedded synthetic dataset, COCO / VOC / YOLO readers and writers, the input pipeline."""
+
+from kerasdet.data import synthetic
+from kerasdet.data.coco import CocoDataset, write_coco
+from kerasdet.data.dataset_error import DatasetError
+from kerasdet.data.pipeline import (
+    DetectionAugmenter,
+    letterbox,
+    letterbox_params,
+    masks_to_boxes,
+    padded_batch,
+    prepare,
+    resize,
+    to_rgb,
+    unletterbox_boxes,
+)
+from kerasdet.data.voc import VOC_CLASSES, VocDataset, write_voc
+from kerasdet.data.word_tree_sources import WordNet, read_darknet_tree, write_darknet_tree
+from kerasdet.data.yolo_txt import YoloTxtDataset, write_yolo_txt
+
+__all__ = [
+    "CocoDataset",
+    "DatasetError",
+    "DetectionAugmenter",
+    "VOC_CLASSES",
+    "VocDataset",
+    "WordNet",
+    "YoloTxtDataset",
+    "letterbox",
+    "letterbox_params",
+    "masks_to_boxes",
+    "padded_batch",
+    "prepare",
+    "read_darknet_tree",
+    "resize",
+    "synthetic",
+    "to_rgb",
+    "unletterbox_boxes",
+    "write_coco",
+    "write_darknet_tree",
+    "write_voc",
+    "write_yolo_txt",
+]
