@@ -2,6 +2,7 @@
 
 from kerasdet.layers.anchor_generator import AnchorGenerator
 from kerasdet.layers.box_matcher import BoxMatcher
+from kerasdet.layers.feature_pyramid import FeaturePyramid
 from kerasdet.layers.hard_negative_miner import HardNegativeMiner
 from kerasdet.layers.hierarchical_softmax import HierarchicalSoftmax
 from kerasdet.layers.multi_level_roi_align import MultiLevelRoIAlign
@@ -18,6 +19,7 @@ from kerasdet.layers.word_tree import WordTree
 __all__ = [
     "AnchorGenerator",
     "BoxMatcher",
+    "FeaturePyramid",
     "HardNegativeMiner",
     "HierarchicalSoftmax",
     "MultiLevelRoIAlign",
