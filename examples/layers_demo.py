@@ -1,6 +1,6 @@
-"""The README's main job until the first zoo model lands: kerasdet's building blocks on the embedded dataset.
+"""kerasdet's building blocks on the embedded dataset.
 
-    .venv/bin/python examples/demo.py --out out/demo [--images 8] [--size 256]
+    .venv/bin/python examples/layers_demo.py --out out/layers_demo [--images 8] [--size 256]
 
 On validation images of the embedded synthetic dataset it
 1. lays RetinaNet's anchors (P3-P7, 9 per location) and matches them to the ground truth;

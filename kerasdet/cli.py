@@ -1,0 +1,455 @@
+"""The `kerasdet` command: list, train, evaluate, predict, export.
+
+    kerasdet list
+    kerasdet train --arch retinanet-compact --dataset synthetic --train-images 3000 --epochs 12 --out runs/r18
+    kerasdet evaluate --model retinanet_resnet18_shapes --dataset synthetic:test --images 500 --out out/eval
+    kerasdet predict --model retinanet_resnet18_shapes --dataset synthetic:val --images 8 --out out/pred
+    kerasdet predict --model retinanet_resnet18_shapes photo1.jpg photo2.png --out out/pred
+    kerasdet export --model retinanet_resnet18_shapes --out serving/1
+
+Datasets: `synthetic` (the embedded one; `synthetic:val`, `synthetic:test` pick a split),
+`coco:ANNOTATIONS.json[:IMAGE_ROOT]`, `voc:ROOT[:SPLIT]`, `yolo:ROOT[:SPLIT]`.
+Models: a zoo name (`kerasdet list`), or a training run folder (`runs/r18`, holding model.json and
+the weights) for `evaluate`, `predict` and `export`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shlex
+import sys
+import time
+
+
+def _quiet_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+# -- architectures that `train` can build (explicit table) ---------------------------------------------
+
+def _arch_table():
+    from kerasdet.models.retinanet import RetinaNet
+
+    return {
+        "retinanet-compact": lambda n, names: RetinaNet.compact(num_classes=n, class_names=names),
+        "retinanet-compact-giou": lambda n, names: RetinaNet.compact(
+            num_classes=n, class_names=names, box_loss=__import__("kerasdet.losses.giou", fromlist=["GIoULoss"]).GIoULoss(reduction="sum")),
+        "retinanet-resnet50": lambda n, names: RetinaNet.paper_config("resnet50", num_classes=n, class_names=names),
+    }
+
+
+ARCHS = ("retinanet-compact", "retinanet-compact-giou", "retinanet-resnet50")
+
+
+# -- datasets -------------------------------------------------------------------------------------------
+
+def open_dataset(spec: str, split: str, images: int | None, image_size: int, with_masks=False):
+    """Returns (unbatched tf.data of (image, targets), class_names, coco_gt or None) for a dataset spec."""
+    from kerasdet.data import CocoDataset, VocDataset, YoloTxtDataset, synthetic
+
+    kind, _, rest = spec.partition(":")
+    if kind == "synthetic":
+        split = rest or split
+        if split not in synthetic.SPLIT_SEEDS:
+            raise SystemExit(f"kerasdet: unknown synthetic split {split!r}; use one of {sorted(synthetic.SPLIT_SEEDS)}")
+        n = images or 500
+        ds = synthetic.dataset(split, n, image_size, with_masks=with_masks, with_keypoints=False)
+        return ds, list(synthetic.class_names()), synthetic.as_coco(split, n, image_size)
+    if kind == "coco":
+        ann, _, root = rest.partition(":")
+        reader = CocoDataset(ann, root or str(pathlib.Path(ann).parent), with_masks=with_masks, with_keypoints=False)
+    elif kind == "voc":
+        root, _, vsplit = rest.partition(":")
+        reader = VocDataset(root, split=vsplit or "trainval")
+    elif kind == "yolo":
+        root, _, ysplit = rest.partition(":")
+        reader = YoloTxtDataset(root, split=ysplit or None)
+    else:
+        raise SystemExit(f"kerasdet: unknown dataset {spec!r}; use synthetic, coco:PATH, voc:PATH or yolo:PATH")
+    ds = reader.dataset()
+    if images:
+        ds = ds.take(images)
+    return ds, list(reader.class_names), None
+
+
+# -- models ---------------------------------------------------------------------------------------------
+
+def load_model(spec: str, num_classes=None):
+    """A zoo name or a training-run folder -> (compiled model, description dict)."""
+    import kerasdet.zoo as zoo
+    from kerasdet.zoo import registry, weights as weights_io
+
+    if spec in zoo.list():
+        return zoo.load(spec, num_classes=num_classes), zoo.card(spec)
+    folder = pathlib.Path(spec)
+    meta_path = folder / "model.json"
+    if not meta_path.is_file():
+        raise SystemExit(f"kerasdet: {spec!r} is neither a zoo model ({zoo.list()}) nor a run folder with model.json")
+    meta = json.loads(meta_path.read_text())
+    model = registry.build(meta)
+    weights_io.load_into(model, folder / meta["weights"], None, what=f"run {folder}")
+    return model, meta
+
+
+# -- commands -------------------------------------------------------------------------------------------
+
+def cmd_list(args):
+    import kerasdet.zoo as zoo
+
+    for name in zoo.list():
+        card = zoo.card(name)
+        m = card.get("metrics", {})
+        print(f"{name:32s} {card['family']:10s} AP {m.get('AP', float('nan')):.3f}  AP50 {m.get('AP50', float('nan')):.3f}  "
+              f"({card['dataset'].get('name')} {card['dataset'].get('eval_split')})")
+    return 0
+
+
+def cmd_train(args):
+    _quiet_tensorflow()
+    import keras
+    import tensorflow as tf
+
+    from kerasdet.data import DetectionAugmenter, prepare
+    from kerasdet.zoo import weights as weights_io
+
+    out = pathlib.Path(args.out)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(args.seed)
+    ds, class_names, _ = open_dataset(args.dataset, "train", args.train_images, args.image_size)
+    ds = ds.cache()
+    count = sum(1 for _ in ds)
+    print(f"[train] {count} training images from {args.dataset} at {args.image_size}px, {len(class_names)} classes", flush=True)
+    augmenter = DetectionAugmenter(flip=True, scale_range=(args.scale_min, args.scale_max), output_size=args.image_size,
+                                   color=True, seed=args.seed)
+    train = prepare(ds, args.batch_size, args.image_size, augmenter=augmenter, shuffle_buffer=min(count, 2048),
+                    drop_remainder=True, seed=args.seed, max_boxes=args.max_boxes)
+    steps = max(count // args.batch_size, 1) * args.epochs
+
+    if args.init_from:
+        model, _ = load_model(args.init_from, num_classes=len(class_names))
+        model.class_names = class_names
+    else:
+        if args.arch not in ARCHS:
+            raise SystemExit(f"kerasdet: unknown --arch {args.arch!r}; choose one of {ARCHS}")
+        model = _arch_table()[args.arch](len(class_names), class_names)
+        model.build_for_size(args.image_size)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=args.lr * 0.1, decay_steps=max(steps - args.warmup, 1), alpha=0.01,
+        warmup_target=args.lr, warmup_steps=min(args.warmup, steps // 2))
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=1e-4, global_clipnorm=10.0))
+    print(f"[train] {type(model).__name__} with {model.count_params():,} parameters; {steps} steps of batch "
+          f"{args.batch_size}, peak learning rate {args.lr}", flush=True)
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "epoch_{epoch:03d}.weights.h5"), save_weights_only=True),
+        keras.callbacks.CSVLogger(str(out / "history.csv")),
+    ]
+    start = time.time()
+    model.fit(train, epochs=args.epochs, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+    weights_name = "model.weights.h5"
+    weights_io.save_model_weights(model, out / weights_name, args.image_size)
+    meta = {
+        "family": "retinanet",
+        "config": model.get_config(),
+        "num_classes": len(class_names),
+        "class_names": class_names,
+        "image_size": args.image_size,
+        "weights": weights_name,
+        "sha256": weights_io.sha256_of(out / weights_name),
+        "train_command": "kerasdet " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "train_seconds": round(time.time() - start, 1),
+        "dataset": {"name": args.dataset, "train_images": count},
+    }
+    (out / "model.json").write_text(json.dumps(meta, indent=1))
+    print(f"[train] done in {meta['train_seconds']:.0f} s; weights {out / weights_name} (sha256 {meta['sha256'][:12]}...)")
+    return 0
+
+
+def _collect(model, ds, batch_size, image_size, progress_label):
+    """Runs the model over a dataset: per-image targets (numpy), detections (numpy) and images (uint8)."""
+    import numpy as np
+
+    from kerasdet.data import prepare
+
+    batches = prepare(ds, batch_size, image_size)
+    images, targets, detections = [], [], []
+    seen = 0
+    start = time.time()
+    for x, y in batches:
+        out = model.predict_on_batch(x)
+        n = int(x.shape[0])
+        for i in range(n):
+            k = int(out["num_detections"][i])
+            detections.append({key: np.asarray(out[key][i][:k]) for key in ("boxes", "scores", "labels")})
+            valid = np.asarray(y["labels"][i]) >= 0
+            targets.append({"boxes": np.asarray(y["boxes"][i])[valid], "labels": np.asarray(y["labels"][i])[valid]})
+            images.append(np.clip(np.asarray(x[i]), 0, 255).astype(np.uint8))
+        seen += n
+        rate = seen / max(time.time() - start, 1e-9)
+        print(f"\r[{progress_label}] {seen} images, {rate:.1f} images/s", end="", flush=True)
+    print(flush=True)
+    return images, targets, detections
+
+
+def _coco_from_targets(targets, image_size, class_names):
+    """A COCO ground-truth dict (ids 1..N, area = box area) for targets without one."""
+    anns = []
+    for i, t in enumerate(targets):
+        for b, l in zip(t["boxes"], t["labels"]):
+            w, h = float(b[2] - b[0]), float(b[3] - b[1])
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(l) + 1, "iscrowd": 0,
+                         "bbox": [float(b[0]), float(b[1]), w, h], "area": w * h})
+    return {"images": [{"id": i + 1, "height": image_size, "width": image_size} for i in range(len(targets))],
+            "annotations": anns,
+            "categories": [{"id": c + 1, "name": n} for c, n in enumerate(class_names)]}
+
+
+def _coco_results(detections):
+    results = []
+    for i, d in enumerate(detections):
+        for b, s, l in zip(d["boxes"], d["scores"], d["labels"]):
+            results.append({"image_id": i + 1, "category_id": int(l) + 1, "score": float(s),
+                            "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]})
+    return results
+
+
+METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+def evaluate_model(model, dataset_spec, images, image_size, batch_size=8, split="test"):
+    """COCO and VOC metrics of `model` on a dataset: (metrics dict, coco stats, voc stats)."""
+    from kerasdet.metrics import coco_evaluate, voc_evaluate
+
+    ds, class_names, gt = open_dataset(dataset_spec, split, images, image_size)
+    _, targets, detections = _collect(model, ds, batch_size, image_size, "evaluate")
+    if gt is None:
+        gt = _coco_from_targets(targets, image_size, class_names)
+    coco = coco_evaluate(gt, _coco_results(detections), iou_type="bbox")
+    voc = voc_evaluate(targets, detections, iou_threshold=0.5, num_classes=len(class_names), class_names=class_names)
+    metrics = {k: round(float(coco[k]), 4) for k in METRIC_KEYS}
+    metrics["VOC_mAP"] = round(float(voc["mAP"]), 4)
+    return metrics, coco, voc
+
+
+def cmd_evaluate(args):
+    _quiet_tensorflow()
+    from kerasdet.metrics import format_summary, plot_precision_recall
+
+    model, meta = load_model(args.model)
+    size = args.image_size or meta["image_size"]
+    metrics, coco, voc = evaluate_model(model, args.dataset, args.images, size, args.batch_size)
+    print(format_summary(coco))
+    print(f"  VOC mAP@0.5 (all-point) = {voc['mAP']:.3f}")
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = "kerasdet " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    (out / "metrics.json").write_text(json.dumps({"metrics": metrics, "command": command}, indent=1))
+    plot_precision_recall(coco, out / "pr_curve.png")
+    print(f"[evaluate] wrote {out / 'metrics.json'} and {out / 'pr_curve.png'}")
+    if args.write_card:
+        card_path = pathlib.Path(args.write_card)
+        card = json.loads(card_path.read_text()) if card_path.exists() else dict(meta)
+        card["metrics"] = metrics
+        card["eval_command"] = command
+        card["eval_dataset"] = {"name": args.dataset, "images": args.images, "image_size": size}
+        card_path.write_text(json.dumps(card, indent=1) + "\n")
+        print(f"[evaluate] metrics written into {card_path}")
+    return 0
+
+
+def cmd_predict(args):
+    _quiet_tensorflow()
+    import numpy as np
+    import tensorflow as tf
+
+    from kerasdet import visualize
+    from kerasdet.data import to_rgb
+
+    model, meta = load_model(args.model)
+    names = meta.get("class_names") or [str(i) for i in range(meta["num_classes"])]
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    if args.files:
+        from kerasdet.data._io import read_image
+
+        for path in args.files:
+            image = np.asarray(to_rgb(tf.convert_to_tensor(read_image(path))))
+            det = model.predict_on_batch(image[None].astype("float32"))
+            k = int(det["num_detections"][0])
+            d = {key: np.asarray(det[key][0][:k]) for key in ("boxes", "scores", "labels")}
+            records.append((pathlib.Path(path).stem, image, d))
+    else:
+        size = args.image_size or meta["image_size"]
+        ds, _, _ = open_dataset(args.dataset, "val", args.images, size)
+        images, _, detections = _collect(model, ds, args.batch_size, size, "predict")
+        records = [(f"image_{i:04d}", im, d) for i, (im, d) in enumerate(zip(images, detections))]
+    summary = []
+    for stem, image, d in records:
+        keep = d["scores"] >= args.min_score
+        drawn = visualize.draw_detections(image, d["boxes"][keep], d["labels"][keep], d["scores"][keep], names,
+                                          scale=2 if max(image.shape[:2]) <= 400 else 1, thickness=2)
+        visualize.save_png(out / f"{stem}.png", drawn)
+        summary.append({"image": stem, "detections": [
+            {"box_xyxy": [round(float(v), 2) for v in b], "score": round(float(s), 4), "label": int(l), "name": names[int(l)]}
+            for b, s, l in zip(d["boxes"], d["scores"], d["labels"])]})
+    (out / "detections.json").write_text(json.dumps(summary, indent=1))
+    print(f"[predict] {len(records)} annotated images (score >= {args.min_score}) and detections.json in {out}")
+    return 0
+
+
+def cmd_export(args):
+    _quiet_tensorflow()
+    from kerasdet.export import saved_model
+
+    model, _ = load_model(args.model)
+    path = saved_model(model, args.out, overwrite=args.overwrite)
+    print(f"[export] SavedModel with signatures serving_default and serving_bytes in {path}")
+    return 0
+
+
+def cmd_release(args):
+    """Copies a run's weights into zoo/<name>/ and writes its card (metrics come from `evaluate --write-card`)."""
+    _quiet_tensorflow()
+    from kerasdet.zoo import registry, weights as weights_io
+
+    run = pathlib.Path(args.run)
+    meta = json.loads((run / "model.json").read_text())
+    folder = pathlib.Path(args.zoo_dir) / args.name
+    folder.mkdir(parents=True, exist_ok=True)
+    weights_name = f"{args.name}.weights.h5"
+    model = registry.build(meta)
+    weights_io.load_into(model, run / meta["weights"], meta["sha256"], what=f"run {run}")
+    # re-saved without optimizer state (older runs stored it): the same model variables, a smaller file
+    weights_io.save_model_weights(model, folder / weights_name, meta["image_size"])
+    sha = weights_io.sha256_of(folder / weights_name)
+    card = {
+        "name": args.name,
+        "family": meta["family"],
+        "description": args.description,
+        "num_classes": meta["num_classes"],
+        "class_names": meta["class_names"],
+        "image_size": meta["image_size"],
+        "weights": weights_name,
+        "sha256": sha,
+        "dataset": {"name": meta["dataset"]["name"], "train_split": "train", "train_images": meta["dataset"]["train_images"],
+                    "eval_split": "test"},
+        "train_command": meta["train_command"],
+        "train_seconds": meta.get("train_seconds"),
+        "eval_command": None,
+        "metrics": {},
+        "config": meta["config"],
+    }
+    (folder / "card.json").write_text(json.dumps(card, indent=1) + "\n")
+    print(f"[release] {folder}: weights {weights_name} (sha256 {sha[:12]}...), card.json; now run "
+          f"`kerasdet evaluate --model {args.name} --write-card {folder / 'card.json'}`")
+    return 0
+
+
+def cmd_demo(args):
+    """The README's main job: the released RetinaNet on validation images: metrics table and annotated images."""
+    _quiet_tensorflow()
+    from kerasdet import visualize
+    from kerasdet.metrics import coco_evaluate, format_summary, plot_precision_recall, voc_evaluate
+
+    model, meta = load_model(args.model)
+    size = meta["image_size"]
+    names = meta["class_names"]
+    print(f"[demo] {args.model}: {meta['family']} trained by `{meta['train_command']}`")
+    ds, _, gt = open_dataset("synthetic:val", "val", args.images, size)
+    images, targets, detections = _collect(model, ds, args.batch_size, size, "demo")
+    coco = coco_evaluate(gt, _coco_results(detections))
+    voc = voc_evaluate(targets, detections, num_classes=len(names), class_names=names)
+    print(f"[demo] COCO metrics on {len(images)} validation images of the embedded dataset (kerasdet.metrics):")
+    print(format_summary(coco))
+    print(f"  VOC mAP@0.5 = {voc['mAP']:.3f}")
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for i in range(min(args.annotate, len(images))):
+        d = detections[i]
+        keep = d["scores"] >= args.min_score
+        drawn = visualize.draw_detections(images[i], d["boxes"][keep], d["labels"][keep], d["scores"][keep], names,
+                                          scale=2, thickness=2)
+        visualize.save_png(out / f"val_{i:03d}.png", drawn)
+    plot_precision_recall(coco, out / "pr_curve.png")
+    print(f"[demo] wrote {min(args.annotate, len(images))} annotated images (score >= {args.min_score}) and "
+          f"pr_curve.png to {out}/")
+    return 0
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="kerasdet", description="kerasdet: object detection models for Keras 3")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the released zoo models").set_defaults(fn=cmd_list)
+
+    t = sub.add_parser("train", help="train a model; writes weights, model.json, checkpoints and history.csv")
+    t.add_argument("--arch", default="retinanet-compact", help=f"architecture: {', '.join(ARCHS)}")
+    t.add_argument("--init-from", help="start from a zoo model or run folder (its class head is rebuilt if the class count differs)")
+    t.add_argument("--dataset", default="synthetic", help="synthetic, coco:ANN.json[:IMAGES], voc:ROOT[:SPLIT], yolo:ROOT[:SPLIT]")
+    t.add_argument("--train-images", type=int, default=None, help="images to use (synthetic: how many to generate)")
+    t.add_argument("--image-size", type=int, default=256)
+    t.add_argument("--epochs", type=int, default=12)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, warm-up then cosine decay)")
+    t.add_argument("--warmup", type=int, default=300, help="warm-up steps")
+    t.add_argument("--scale-min", type=float, default=0.75)
+    t.add_argument("--scale-max", type=float, default=1.25)
+    t.add_argument("--max-boxes", type=int, default=32)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", required=True, help="run folder")
+    t.set_defaults(fn=cmd_train)
+
+    e = sub.add_parser("evaluate", help="COCO and VOC metrics on a dataset, PR-curve PNG, optionally into a card")
+    e.add_argument("--model", required=True, help="zoo name or training run folder")
+    e.add_argument("--dataset", default="synthetic:test")
+    e.add_argument("--images", type=int, default=500)
+    e.add_argument("--image-size", type=int, default=None, help="default: the model's")
+    e.add_argument("--batch-size", type=int, default=8)
+    e.add_argument("--out", default="out/evaluate")
+    e.add_argument("--write-card", help="card.json whose metrics and eval_command to set")
+    e.set_defaults(fn=cmd_evaluate)
+
+    r = sub.add_parser("predict", help="annotated PNGs and detections.json for image files or a dataset")
+    r.add_argument("--model", required=True, help="zoo name or training run folder")
+    r.add_argument("files", nargs="*", help="image files (JPEG/PNG); default: the --dataset")
+    r.add_argument("--dataset", default="synthetic:val")
+    r.add_argument("--images", type=int, default=8)
+    r.add_argument("--image-size", type=int, default=None)
+    r.add_argument("--batch-size", type=int, default=8)
+    r.add_argument("--min-score", type=float, default=0.3, help="draw detections at or above this score")
+    r.add_argument("--out", default="out/predict")
+    r.set_defaults(fn=cmd_predict)
+
+    x = sub.add_parser("export", help="SavedModel for TF Serving (serving_default, serving_bytes)")
+    x.add_argument("--model", required=True, help="zoo name or training run folder")
+    x.add_argument("--out", required=True)
+    x.add_argument("--overwrite", action="store_true")
+    x.set_defaults(fn=cmd_export)
+
+    d = sub.add_parser("demo", help="the README's main job: zoo model on validation images, metrics, annotated PNGs")
+    d.add_argument("--model", default="retinanet_resnet18_shapes")
+    d.add_argument("--images", type=int, default=200, help="validation images to evaluate")
+    d.add_argument("--annotate", type=int, default=8, help="annotated PNGs to write")
+    d.add_argument("--min-score", type=float, default=0.4)
+    d.add_argument("--batch-size", type=int, default=8)
+    d.add_argument("--out", default="out/demo")
+    d.set_defaults(fn=cmd_demo)
+
+    rel = sub.add_parser("release", help="copy a training run into the zoo folder with a card (maintainers)")
+    rel.add_argument("--run", required=True, help="training run folder (model.json, weights)")
+    rel.add_argument("--name", required=True, help="zoo name, e.g. retinanet_resnet18_shapes")
+    rel.add_argument("--description", default="")
+    rel.add_argument("--zoo-dir", default="zoo")
+    rel.set_defaults(fn=cmd_release)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""SavedModel export for TF Serving: any batch size, any image size, NMS inside the graph (DESIGN.md §7)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import keras
+import tensorflow as tf
+
+OUTPUT_KEYS = ("boxes", "scores", "labels", "num_detections")
+
+
+def _decode_batch(encoded):
+    """Decodes a batch of JPEG/PNG strings to uint8 `[B, H, W, 3]`, padding smaller images at the bottom/right."""
+
+    def decode(data):
+        return tf.io.decode_image(data, channels=3, expand_animations=False)
+
+    def decode_all():
+        shapes = tf.map_fn(lambda d: tf.shape(decode(d))[:2], encoded, fn_output_signature=tf.TensorSpec([2], tf.int32))
+        max_hw = tf.reduce_max(shapes, axis=0)
+
+        def decode_padded(data):
+            image = decode(data)
+            pad_h = max_hw[0] - tf.shape(image)[0]
+            pad_w = max_hw[1] - tf.shape(image)[1]
+            return tf.pad(image, [[0, pad_h], [0, pad_w], [0, 0]])
+
+        return tf.map_fn(decode_padded, encoded, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+
+    # map_fn cannot stack zero images of unknown size: an empty request gives an empty [0, 0, 0, 3] batch
+    return tf.cond(tf.size(encoded) > 0, decode_all, lambda: tf.zeros([0, 0, 0, 3], tf.uint8))
+
+
+def saved_model(model, path, overwrite: bool = False) -> pathlib.Path:
+    """Writes `model` as a SavedModel with two signatures for TF Serving.
+
+    - `serving_default`: `images` uint8 `[None, None, None, 3]` (any batch size, any image size the
+      family accepts) -> `boxes [B, N, 4]`, `scores [B, N]`, `labels int32 [B, N]` (-1 padding),
+      `num_detections int32 [B]`, NMS inside the graph.
+    - `serving_bytes`: `images` string `[None]` of encoded JPEG/PNG -> the same outputs; images of
+      different sizes in one request are padded at the bottom/right (boxes stay in each image's pixels).
+
+    The export loads with `tf.saved_model.load(path)` in a process that never imports kerasdet.
+
+    Args:
+        model: a built `kerasdet.models.Detector`.
+        path: output folder (e.g. "serving/1" for TF Serving's version layout).
+        overwrite: replace an existing non-empty folder.
+
+    Returns:
+        The folder written.
+
+    Example:
+        >>> kerasdet.export.saved_model(kerasdet.zoo.load("retinanet_resnet18_shapes"), "serving/1")
+        >>> served = tf.saved_model.load("serving/1")
+        >>> served.signatures["serving_default"](images=tf.zeros([2, 256, 256, 3], tf.uint8))["boxes"].shape
+        TensorShape([2, 100, 4])
+    """
+    if not hasattr(model, "detect"):
+        raise TypeError(f"`model` must be a kerasdet Detector (with .detect); got {type(model).__name__}")
+    if not model.built:
+        raise ValueError("`model` is not built: call it once (or `model.build_for_size(size)`) before exporting")
+    if not isinstance(path, (str, pathlib.PurePath)):
+        raise TypeError(f"`path` must be a str or pathlib.Path; got {type(path).__name__}")
+    path = pathlib.Path(path)
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise FileExistsError(f"`path` {path} exists and is not empty; pass overwrite=True to replace it")
+
+    def detect(images):
+        out = model.detect(images)
+        return {k: out[k] for k in OUTPUT_KEYS}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        name="serving_default",
+        fn=lambda images: detect(images),
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
+    )
+    archive.add_endpoint(
+        name="serving_bytes",
+        fn=lambda images: detect(_decode_batch(images)),
+        input_signature=[tf.TensorSpec([None], tf.string, name="images")],
+    )
+    archive.write_out(str(path), verbose=False)
+    return path

@@ -1,0 +1,3 @@
+from kerasdet.models.retinanet.retinanet import RetinaNet
+
+__all__ = ["RetinaNet"]

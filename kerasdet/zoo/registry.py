@@ -1,0 +1,137 @@
+"""The zoo's explicit table of released models and the loader.
+
+A released model is a folder `zoo/<name>/` at the top of the repository (shipped in the wheel under
+`share/kerasdet/zoo/`) holding `card.json` and the weights file it names. The card stores the
+model's full Keras config, so the architecture is rebuilt exactly; `weights` and `sha256` pin the file.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import os
+import pathlib
+import sys
+
+from kerasdet.zoo import weights as weights_io
+
+#: Released models: name -> folder under the zoo directory. Add a row when a model is released.
+RELEASED = {
+    "retinanet_resnet18_shapes": "retinanet_resnet18_shapes",
+}
+
+#: Families: card "family" -> "module:Class" of the model (imported only when a card needs it).
+FAMILIES = {
+    "retinanet": "kerasdet.models.retinanet.retinanet:RetinaNet",
+}
+
+REQUIRED_CARD_KEYS = ("name", "family", "config", "num_classes", "class_names", "image_size", "weights", "sha256",
+                      "dataset", "train_command", "eval_command", "metrics")
+
+
+def zoo_dir() -> pathlib.Path:
+    """The folder holding the released models: $KERASDET_ZOO_DIR, the checkout's `zoo/`, or the installed copy."""
+    env = os.environ.get("KERASDET_ZOO_DIR")
+    candidates = [pathlib.Path(env)] if env else []
+    candidates += [
+        pathlib.Path(__file__).resolve().parents[2] / "zoo",
+        pathlib.Path(sys.prefix) / "share" / "kerasdet" / "zoo",
+    ]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    raise FileNotFoundError(f"no zoo folder found; looked in {[str(c) for c in candidates]} (set KERASDET_ZOO_DIR)")
+
+
+def list() -> list:  # noqa: A001 - the public name DESIGN.md gives it
+    """Names of the released models.
+
+    Example:
+        >>> "retinanet_resnet18_shapes" in kerasdet.zoo.list()
+        True
+    """
+    return sorted(RELEASED)
+
+
+def _folder(name: str) -> pathlib.Path:
+    if not isinstance(name, str):
+        raise TypeError(f"`name` must be a string; got {type(name).__name__}")
+    if name not in RELEASED:
+        raise ValueError(f"`name` {name!r} is not a released model; choose one of {sorted(RELEASED)}")
+    return zoo_dir() / RELEASED[name]
+
+
+def card(name: str) -> dict:
+    """The card of a released model: family, config, dataset, training and evaluation commands, metrics.
+
+    Example:
+        >>> kerasdet.zoo.card("retinanet_resnet18_shapes")["metrics"]["AP50"]
+    """
+    path = _folder(name) / "card.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"card {path} of zoo model {name!r} is missing")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"card {path} is not valid JSON: {err}") from err
+    missing = [k for k in REQUIRED_CARD_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"card {path} lacks the keys {missing}")
+    return data
+
+
+def family_class(family: str):
+    """The model class of a card's family."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; known: {sorted(FAMILIES)}")
+    module, cls = FAMILIES[family].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build(model_card: dict, num_classes: int | None = None):
+    """Builds (unweighted, built, compiled) the model a card describes, optionally with another class count."""
+    cls = family_class(model_card["family"])
+    config = copy.deepcopy(model_card["config"])
+    if num_classes is not None:
+        config["num_classes"] = int(num_classes)
+        config.pop("class_names", None)
+    model = cls.from_config(config)
+    model.build_for_size(model_card["image_size"])
+    model.compile()
+    return model
+
+
+def load(name: str, weights="default", num_classes: int | None = None):
+    """A released model, compiled, with its trained weights.
+
+    Args:
+        name: a name from `kerasdet.zoo.list()`.
+        weights: "default" (the card's file, sha256-checked), None (random initialisation) or a path
+            to a `.weights.h5` file of the same architecture.
+        num_classes: to fine-tune on other classes: the class-specific head is rebuilt for this many
+            classes and every other layer keeps its trained weights.
+
+    Returns:
+        A compiled `kerasdet.models.Detector`.
+
+    Example:
+        >>> model = kerasdet.zoo.load("retinanet_resnet18_shapes")
+        >>> out = model.predict(images)          # boxes, scores, labels, num_detections
+        >>> tuned = kerasdet.zoo.load("retinanet_resnet18_shapes", num_classes=3)
+    """
+    model_card = card(name)
+    if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
+        raise ValueError(f"`num_classes` must be a positive int or None; got {num_classes!r}")
+    model = build(model_card)
+    if weights == "default":
+        path = _folder(name) / model_card["weights"]
+        weights_io.load_into(model, path, model_card["sha256"], what=f"zoo model {name!r}")
+    elif weights is not None:
+        weights_io.load_into(model, weights, None, what=f"zoo model {name!r}")
+    if num_classes is None or num_classes == model_card["num_classes"]:
+        return model
+    tuned = build(model_card, num_classes=num_classes)
+    skipped = weights_io.transfer_matching(model, tuned)
+    tuned.reinitialised_weights = skipped
+    return tuned
