@@ -149,6 +149,8 @@ class Detector(keras.Model):
 
     def __call__(self, *args, **kwargs):
         images = args[0] if args else kwargs.get("images", kwargs.get("inputs"))
+        if isinstance(images, dict):  # families that take extra inputs (e.g. rois) pass a dict with "images"
+            images = images.get("images")
         if images is not None:
             _check_images(images)
         return super().__call__(*args, **kwargs)

@@ -1,0 +1,287 @@
+"""The `Detector` base class on a tiny family with fixed outputs: input checks, prediction dict, batch 0,
+compile defaults, fit / evaluate wiring, config and .keras round trips (DESIGN.md §3)."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasdet.metrics.coco import DETECTION_STATS
+from kerasdet.metrics.keras_metrics import COCOMetric
+from kerasdet.models.detector import Detector
+from tests.models.toy_detector import ToyDetector
+
+SIZE = 32
+#: candidates as image fractions: three separate boxes and a fourth on top of the first
+FRACTIONS = [[0.05, 0.05, 0.3, 0.3], [0.5, 0.1, 0.9, 0.4], [0.2, 0.6, 0.5, 0.95], [0.06, 0.05, 0.3, 0.31]]
+#: logits: box 0 class 1 (0.95), box 1 class 0 (0.88), box 2 class 1 (0.73), box 3 class 1 (0.5,
+#: suppressed by box 0), every other (box, class) far below the score threshold
+LOGITS = [[-9.0, 3.0], [2.0, -9.0], [-9.0, 1.0], [-9.0, 0.0]]
+
+
+def make_model(**kwargs):
+    model = ToyDetector(num_classes=2, num_boxes=4, max_detections=6, **kwargs)
+    model.build_for_size(SIZE)
+    model.set_outputs(FRACTIONS, LOGITS)
+    return model
+
+
+def images(batch, size=SIZE, dtype=np.uint8, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (batch, size, size, 3)).astype(dtype)
+
+
+def expected_boxes(size=SIZE):
+    return np.asarray(FRACTIONS, np.float32)[[0, 1, 2]] * size
+
+
+def targets(batch, size=SIZE):
+    """Ground truth equal to the three detections the fixed model makes, plus a padding row."""
+    boxes = np.full((batch, 4, 4), -1.0, np.float32)
+    labels = np.full((batch, 4), -1, np.int32)
+    boxes[:, :3] = expected_boxes(size)
+    labels[:, :3] = [1, 0, 1]
+    return {"boxes": boxes, "labels": labels}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_model()
+
+
+# -- prediction -----------------------------------------------------------------------------------
+
+
+def test_predict_returns_padded_detections(model):
+    out = model.predict(images(3), verbose=0)
+    assert sorted(out) == ["boxes", "labels", "num_detections", "scores"]
+    assert out["boxes"].shape == (3, 6, 4) and out["boxes"].dtype == np.float32
+    assert out["scores"].shape == (3, 6) and out["labels"].shape == (3, 6)
+    assert out["labels"].dtype == np.int32 and out["num_detections"].dtype == np.int32
+    np.testing.assert_array_equal(out["num_detections"], [3, 3, 3])
+    np.testing.assert_array_equal(out["labels"], [[1, 0, 1, -1, -1, -1]] * 3)
+    np.testing.assert_allclose(out["scores"][:, :3], np.tile(1 / (1 + np.exp(-np.array([3.0, 2.0, 1.0]))), (3, 1)),
+                               rtol=1e-5)
+    np.testing.assert_array_equal(out["scores"][:, 3:], 0.0)
+    np.testing.assert_allclose(out["boxes"][:, :3], np.tile(expected_boxes(), (3, 1, 1)), atol=1e-3)
+    np.testing.assert_array_equal(out["boxes"][:, 3:], -1.0)
+
+
+def test_uint8_and_float_images_agree(model):
+    a = model.predict_on_batch(images(2))
+    b = model.predict_on_batch(images(2).astype(np.float32))
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_detect_in_graph_matches_predict(model):
+    detect = tf.function(model.detect, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+    x = images(2, size=48)
+    graph = detect(tf.constant(x))
+    eager = model.predict(x, verbose=0)
+    for key in eager:
+        np.testing.assert_allclose(graph[key].numpy(), eager[key], atol=1e-5)
+    np.testing.assert_allclose(eager["boxes"][0, :3], expected_boxes(48), atol=1e-3)
+
+
+@pytest.mark.parametrize("how", ["eager", "graph", "predict", "predict_on_batch"])
+def test_batch_zero_gives_empty_padded_outputs(model, how):
+    x = images(0)
+    if how == "eager":
+        out = model.detect(x)
+    elif how == "graph":
+        detect = tf.function(model.detect, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+        out = detect(tf.constant(x))
+    elif how == "predict":
+        out = model.predict(x, verbose=0)
+    else:
+        out = model.predict_on_batch(x)
+    shapes = {k: tuple(np.shape(v)) for k, v in out.items()}
+    assert shapes == {"boxes": (0, 6, 4), "scores": (0, 6), "labels": (0, 6), "num_detections": (0,)}
+    assert np.asarray(out["labels"]).dtype == np.int32
+
+
+def test_batch_zero_with_empty_image_size(model):
+    detect = tf.function(model.detect, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+    out = detect(tf.zeros([0, 0, 0, 3], tf.uint8))
+    assert tuple(out["boxes"].shape) == (0, 6, 4)
+
+
+# -- input checks ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad, error, words",
+    [
+        (np.zeros((SIZE, SIZE, 3), np.uint8), ValueError, ["images", "[B, H, W, 3]", "(32, 32, 3)"]),
+        (np.zeros((1, SIZE, SIZE, 1), np.uint8), ValueError, ["images", "(1, 32, 32, 1)", "to_rgb"]),
+        (np.zeros((1, SIZE, SIZE, 4), np.float32), ValueError, ["images", "(1, 32, 32, 4)"]),
+        (np.zeros((1, SIZE, SIZE, 3), np.int32), TypeError, ["images", "uint8 or float", "int32"]),
+        (np.zeros((1, SIZE, SIZE, 3), bool), TypeError, ["images", "bool"]),
+    ],
+)
+@pytest.mark.parametrize("entry", ["call", "detect", "predict"])
+def test_bad_images_raise_naming_the_argument(model, bad, error, words, entry):
+    with pytest.raises(error) as info:
+        if entry == "call":
+            model(bad)
+        elif entry == "detect":
+            model.detect(bad)
+        else:
+            make_model().predict(bad, verbose=0)  # fresh: its predict function is traced for `bad` only
+    for word in words:
+        assert word in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("entry", ["call", "detect"])
+def test_images_must_be_a_tensor_or_array(model, entry):
+    with pytest.raises(TypeError, match="`images` must be a tensor or array .* got list"):
+        (model if entry == "call" else model.detect)([[[[0, 0, 0]]]])
+
+
+def test_bad_images_after_relaxed_traces_fail_at_run_time_naming_the_argument():
+    model = make_model()
+    for size in (32, 40, 48):  # Keras' predict function relaxes its input shape after retracing
+        model.predict(images(1, size=size), verbose=0)
+    for bad in (np.zeros((2, SIZE, SIZE), np.uint8), np.zeros((1, SIZE, SIZE, 4), np.uint8)):
+        with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match=r"`images` must have shape \[B, H, W, 3\]"):
+            model.predict(bad, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    model = make_model()
+    model.compile(learning_rate=1e-2)
+    return model
+
+
+@pytest.mark.parametrize(
+    "y, error, words",
+    [
+        ({"boxes": np.zeros((2, 3, 4), np.float32)}, ValueError, ["`y`", "labels"]),
+        ({"labels": np.zeros((2, 3), np.int32)}, ValueError, ["`y`", "boxes"]),
+        ({"boxes": np.zeros((2, 3, 5), np.float32), "labels": np.zeros((2, 3), np.int32)}, ValueError,
+         ["y['boxes']", "[B, M, 4]", "(2, 3, 5)"]),
+        ({"boxes": np.zeros((2, 3, 4), np.float32), "labels": np.zeros((2, 3, 1), np.int32)}, ValueError,
+         ["y['labels']", "[B, M]", "(2, 3, 1)"]),
+        ({"boxes": np.zeros((2, 3, 4), np.float32), "labels": np.zeros((2, 4), np.int32)}, ValueError,
+         ["y['boxes']", "y['labels']", "M"]),
+    ],
+)
+def test_bad_targets_raise_naming_the_argument(compiled, y, error, words):
+    with pytest.raises(error) as info:
+        compiled.fit(images(2), y, epochs=1, batch_size=2, verbose=0)
+    for word in words:
+        assert word in str(info.value), str(info.value)
+
+
+def test_targets_must_be_a_dict(compiled):
+    with pytest.raises(TypeError, match="`y` must be a dict"):
+        compiled.train_on_batch(images(2), (np.zeros((2, 3, 4), np.float32), np.zeros((2, 3), np.int32)))
+
+
+def test_missing_targets_and_sample_weight(compiled):
+    with pytest.raises(ValueError, match="needs targets `y`"):
+        compiled.fit(images(2), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="sample_weight"):
+        compiled.fit(images(2), targets(2), sample_weight=np.ones(2, np.float32), epochs=1, verbose=0)
+
+
+def test_compile_rejects_losses_and_non_metrics():
+    model = make_model()
+    for key in ("loss", "loss_weights", "weighted_metrics"):
+        with pytest.raises(ValueError, match=f"`{key}`"):
+            model.compile(**{key: "mse" if key == "loss" else ["mse"] if key == "weighted_metrics" else [1.0]})
+    with pytest.raises(TypeError, match="`metrics`"):
+        model.compile(metrics=["accuracy"])
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"num_classes": 0}, ["num_classes", "0"]),
+        ({"num_classes": 2.0}, ["num_classes", "2.0"]),
+        ({"num_classes": 2, "class_names": ["a"]}, ["class_names", "1", "num_classes", "2"]),
+        ({"num_classes": 2, "score_threshold": 1.5}, ["score_threshold", "1.5"]),
+        ({"num_classes": 2, "nms_iou_threshold": -0.1}, ["nms_iou_threshold", "-0.1"]),
+        ({"num_classes": 2, "max_detections": 0}, ["max_detections", "0"]),
+    ],
+)
+def test_constructor_checks(kwargs, words):
+    with pytest.raises(ValueError) as info:
+        ToyDetector(**kwargs)
+    for word in words:
+        assert word in str(info.value)
+
+
+# -- compile, fit, evaluate -----------------------------------------------------------------------
+
+
+def test_compile_defaults():
+    model = make_model()
+    model.compile()
+    assert isinstance(model.optimizer, keras.optimizers.AdamW)
+    assert model.optimizer.global_clipnorm == 10.0
+    assert not model.jit_compile
+
+
+def test_fit_logs_each_term_and_lowers_the_loss():
+    model = make_model()
+    model.set_outputs(np.full((4, 4), 0.5), np.zeros((4, 2)))
+    model.compile(learning_rate=0.05)
+    history = model.fit(images(4), targets(4), epochs=15, batch_size=4, verbose=0).history
+    assert {"loss", "class_loss", "box_loss"} <= set(history)
+    assert history["loss"][-1] < 0.5 * history["loss"][0]
+    np.testing.assert_allclose(history["loss"], np.add(history["class_loss"], history["box_loss"]), rtol=1e-5)
+
+
+def test_evaluate_with_coco_metric_scores_the_decoded_detections():
+    model = make_model()
+    model.compile(metrics=[COCOMetric(num_classes=2)])
+    logs = model.evaluate(images(4), targets(4), batch_size=2, verbose=0, return_dict=True)
+    assert set(DETECTION_STATS) <= set(logs)
+    assert {"loss", "class_loss", "box_loss"} <= set(logs)
+    # the fixed detections coincide with the ground truth: perfect scores at every IoU threshold
+    assert logs["AP"] == pytest.approx(1.0) and logs["AP50"] == pytest.approx(1.0)
+    # a wrong label for one of the three objects costs that class's AP
+    wrong = targets(4)
+    wrong["labels"][:, 1] = 1
+    logs = model.evaluate(images(4), wrong, batch_size=2, verbose=0, return_dict=True)
+    assert logs["AP"] < 0.9
+
+
+def test_training_does_not_feed_detection_metrics():
+    model = make_model()
+    metric = COCOMetric(num_classes=2)
+    model.compile(metrics=[metric])
+    history = model.fit(images(2), targets(2), epochs=1, batch_size=2, verbose=0).history
+    assert not set(DETECTION_STATS) & set(history)
+    assert metric._num_images == 0
+
+
+# -- config and saving ----------------------------------------------------------------------------
+
+
+def test_config_round_trip():
+    model = ToyDetector(num_classes=2, num_boxes=3, class_names=["a", "b"], score_threshold=0.2,
+                        nms_iou_threshold=0.4, max_detections=7, name="toy")
+    config = model.get_config()
+    for key, value in dict(num_classes=2, num_boxes=3, class_names=["a", "b"], score_threshold=0.2,
+                           nms_iou_threshold=0.4, max_detections=7).items():
+        assert config[key] == value
+    clone = ToyDetector.from_config(config)
+    assert clone.get_config() == config
+    assert isinstance(clone, Detector)
+
+
+def test_keras_save_load_gives_equal_predictions(tmp_path, model):
+    path = os.path.join(tmp_path, "toy.keras")
+    model.compile()
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, ToyDetector) and loaded.optimizer is not None
+    x = images(2)
+    a, b = model.predict_on_batch(x), loaded.predict_on_batch(x)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
