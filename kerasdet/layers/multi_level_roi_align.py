@@ -5,11 +5,13 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from kerasdet.ops._roi_align import _check_scalars, _levels_of_strides, _output_size, multilevel_roi_align
+from kerasdet.layers._roi_layer import RoILayerBase
+from kerasdet.ops._checks import check_int, output_size_pair
+from kerasdet.ops._roi_align import _levels_of_strides, multilevel_roi_align
 
 
 @keras.saving.register_keras_serializable(package="kerasdet")
-class MultiLevelRoIAlign(keras.layers.Layer):
+class MultiLevelRoIAlign(RoILayerBase):
     """RoIAlign over an FPN (Mask R-CNN with FPN): each roi is pooled from one pyramid level.
 
     Thin layer over `kerasdet.ops.multilevel_roi_align`. A roi of `w x h` input pixels goes to level
@@ -54,6 +56,8 @@ class MultiLevelRoIAlign(keras.layers.Layer):
         TensorShape([1, 2, 7, 7, 64])
     """
 
+    _config_keys = ("output_size", "strides", "sampling_ratio", "aligned", "canonical_scale", "canonical_level")
+
     def __init__(
         self,
         output_size=7,
@@ -64,9 +68,8 @@ class MultiLevelRoIAlign(keras.layers.Layer):
         canonical_level=4,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        ph, pw = _output_size(output_size)
-        _check_scalars(1.0, sampling_ratio, aligned)
+        super().__init__(output_size=output_size, **kwargs)
+        self._set_sampling(sampling_ratio, aligned)
         if isinstance(strides, dict):
             if not strides or not all(isinstance(k, str) for k in strides):
                 raise TypeError(f"`strides` as a dict must map map names (str) to strides; got {strides!r}")
@@ -80,23 +83,13 @@ class MultiLevelRoIAlign(keras.layers.Layer):
         _levels_of_strides(values)
         if isinstance(canonical_scale, bool) or not isinstance(canonical_scale, (int, float)) or canonical_scale <= 0:
             raise ValueError(f"`canonical_scale` must be a positive number; got {canonical_scale!r}")
-        if isinstance(canonical_level, bool) or not isinstance(canonical_level, int):
-            raise TypeError(
-                f"`canonical_level` must be an int; got {type(canonical_level).__name__} {canonical_level!r}"
-            )
-        self.output_size = output_size if isinstance(output_size, int) else (ph, pw)
+        check_int(canonical_level, "canonical_level")
         if isinstance(strides, dict):
             self.strides = {k: int(v) for k, v in strides.items()}
         else:
             self.strides = [int(v) for v in values]
-        self.sampling_ratio = sampling_ratio
-        self.aligned = aligned
         self.canonical_scale = float(canonical_scale)
         self.canonical_level = canonical_level
-        self.supports_jit = False
-        # rois stay float32 (no autocast); `call` casts each input itself
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
 
     def _maps_in_order(self, features):
         """The maps as a list aligned with `self.strides` (values, for a dict)."""
@@ -137,22 +130,6 @@ class MultiLevelRoIAlign(keras.layers.Layer):
         )
 
     def compute_output_shape(self, features_shape, rois_shape):
-        ph, pw = _output_size(self.output_size)
+        ph, pw = output_size_pair(self.output_size)
         shapes, _ = self._maps_in_order(features_shape)
-        channels = shapes[0][-1]
-        batch = rois_shape[0] if rois_shape[0] is not None else shapes[0][0]
-        return (batch, rois_shape[1], ph, pw, channels)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "output_size": self.output_size,
-                "strides": self.strides,
-                "sampling_ratio": self.sampling_ratio,
-                "aligned": self.aligned,
-                "canonical_scale": self.canonical_scale,
-                "canonical_level": self.canonical_level,
-            }
-        )
-        return config
+        return (self._batch_dim(shapes[0], rois_shape), rois_shape[1], ph, pw, shapes[0][-1])

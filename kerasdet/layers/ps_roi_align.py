@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
-from kerasdet.ops._roi_align import _check_scalars, _output_size, ps_roi_align
+from kerasdet.layers._roi_layer import RoILayerBase
+from kerasdet.ops._roi_align import ps_roi_align
 
 
 @keras.saving.register_keras_serializable(package="kerasdet")
-class PSRoIAlign(keras.layers.Layer):
+class PSRoIAlign(RoILayerBase):
     """Position-sensitive RoIAlign: R-FCN's position-sensitive pooling with RoIAlign bins.
 
     Thin layer over `kerasdet.ops.ps_roi_align`. The input has `D * ph * pw` channels; output bin
@@ -48,43 +48,10 @@ class PSRoIAlign(keras.layers.Layer):
         TensorShape([1, 1, 3, 3, 21])
     """
 
+    _position_sensitive = True
+    _roi_op = staticmethod(ps_roi_align)
+    _config_keys = ("output_size", "spatial_scale", "sampling_ratio", "aligned")
+
     def __init__(self, output_size=7, spatial_scale=1.0, sampling_ratio=2, aligned=True, **kwargs):
-        super().__init__(**kwargs)
-        ph, pw = _output_size(output_size)
-        _check_scalars(spatial_scale, sampling_ratio, aligned)
-        self.output_size = output_size if isinstance(output_size, int) else (ph, pw)
-        self.spatial_scale = float(spatial_scale)
-        self.sampling_ratio = sampling_ratio
-        self.aligned = aligned
-        self.supports_jit = False
-        # rois stay float32 (no autocast); `call` casts each input itself
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
-
-    def call(self, features, rois):
-        features = tf.cast(features, self.compute_dtype)
-        rois = tf.cast(rois, tf.float32)
-        return ps_roi_align(features, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
-
-    def compute_output_shape(self, features_shape, rois_shape):
-        ph, pw = _output_size(self.output_size)
-        channels = features_shape[-1]
-        if channels is not None and channels % (ph * pw) != 0:
-            raise ValueError(
-                f"`features` must have a multiple of ph * pw = {ph * pw} channels; got shape {tuple(features_shape)}"
-            )
-        depth = None if channels is None else channels // (ph * pw)
-        batch = rois_shape[0] if rois_shape[0] is not None else features_shape[0]
-        return (batch, rois_shape[1], ph, pw, depth)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "output_size": self.output_size,
-                "spatial_scale": self.spatial_scale,
-                "sampling_ratio": self.sampling_ratio,
-                "aligned": self.aligned,
-            }
-        )
-        return config
+        super().__init__(output_size=output_size, spatial_scale=spatial_scale, **kwargs)
+        self._set_sampling(sampling_ratio, aligned)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
-from kerasdet.ops._roi_pool import _pair, _scale, ps_roi_pool
+from kerasdet.layers._roi_layer import RoILayerBase
+from kerasdet.ops._roi_pool import ps_roi_pool
 
 
 @keras.saving.register_keras_serializable(package="kerasdet")
-class PSRoIPool(keras.layers.Layer):
+class PSRoIPool(RoILayerBase):
     """Position-sensitive RoI pooling (R-FCN): bin `(i, j)` reads its own group of score maps.
 
     Thin layer over `kerasdet.ops.ps_roi_pool` (torchvision semantics, DESIGN.md §4): roi corners are
@@ -44,34 +44,8 @@ class PSRoIPool(keras.layers.Layer):
         TensorShape([1, 1, 7, 7, 21])
     """
 
+    _position_sensitive = True
+    _roi_op = staticmethod(ps_roi_pool)
+
     def __init__(self, output_size=7, spatial_scale=1.0, **kwargs):
-        super().__init__(**kwargs)
-        ph, pw = _pair(output_size)
-        self.output_size = output_size if isinstance(output_size, int) else (ph, pw)
-        self.spatial_scale = _scale(spatial_scale)
-        # rois must reach the op in float32: keep Keras from autocasting them to float16 (and from
-        # rejecting numpy inputs, which it would convert); `call` casts each input itself
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
-
-    def call(self, features, rois):
-        features = tf.cast(features, self.compute_dtype)
-        rois = tf.cast(rois, tf.float32)
-        return ps_roi_pool(features, rois, self.output_size, self.spatial_scale)
-
-    def compute_output_shape(self, features_shape, rois_shape):
-        ph, pw = _pair(self.output_size)
-        channels = features_shape[-1]
-        if channels is not None and channels % (ph * pw) != 0:
-            raise ValueError(
-                f"`features` channels must be divisible by ph * pw = {ph * pw} for PSRoIPool; "
-                f"got features shape {tuple(features_shape)}"
-            )
-        batch = rois_shape[0] if rois_shape[0] is not None else features_shape[0]
-        depth = None if channels is None else channels // (ph * pw)
-        return (batch, rois_shape[1], ph, pw, depth)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"output_size": self.output_size, "spatial_scale": self.spatial_scale})
-        return config
+        super().__init__(output_size=output_size, spatial_scale=spatial_scale, **kwargs)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
-from kerasdet.ops._roi_align import _check_scalars, _output_size, roi_align
+from kerasdet.layers._roi_layer import RoILayerBase
+from kerasdet.ops._roi_align import roi_align
 
 
 @keras.saving.register_keras_serializable(package="kerasdet")
-class RoIAlign(keras.layers.Layer):
+class RoIAlign(RoILayerBase):
     """RoIAlign (Mask R-CNN): a `ph x pw` grid of bilinearly sampled, averaged features for every roi.
 
     Thin layer over `kerasdet.ops.roi_align`, with torchvision / Detectron2 semantics (DESIGN.md §4):
@@ -52,38 +52,9 @@ class RoIAlign(keras.layers.Layer):
         TensorShape([2, 3, 7, 7, 256])
     """
 
+    _roi_op = staticmethod(roi_align)
+    _config_keys = ("output_size", "spatial_scale", "sampling_ratio", "aligned")
+
     def __init__(self, output_size=7, spatial_scale=1.0, sampling_ratio=2, aligned=True, **kwargs):
-        super().__init__(**kwargs)
-        ph, pw = _output_size(output_size)
-        _check_scalars(spatial_scale, sampling_ratio, aligned)
-        self.output_size = output_size if isinstance(output_size, int) else (ph, pw)
-        self.spatial_scale = float(spatial_scale)
-        self.sampling_ratio = sampling_ratio
-        self.aligned = aligned
-        self.supports_jit = False
-        # rois must reach the op in float32: keep Keras from autocasting them to float16 (and from
-        # rejecting numpy inputs, which it would convert); `call` casts each input itself
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
-
-    def call(self, features, rois):
-        features = tf.cast(features, self.compute_dtype)
-        rois = tf.cast(rois, tf.float32)
-        return roi_align(features, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
-
-    def compute_output_shape(self, features_shape, rois_shape):
-        ph, pw = _output_size(self.output_size)
-        batch = rois_shape[0] if rois_shape[0] is not None else features_shape[0]
-        return (batch, rois_shape[1], ph, pw, features_shape[-1])
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "output_size": self.output_size,
-                "spatial_scale": self.spatial_scale,
-                "sampling_ratio": self.sampling_ratio,
-                "aligned": self.aligned,
-            }
-        )
-        return config
+        super().__init__(output_size=output_size, spatial_scale=spatial_scale, **kwargs)
+        self._set_sampling(sampling_ratio, aligned)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
-from kerasdet.ops._roi_pool import _pair, _scale, roi_pool
+from kerasdet.layers._roi_layer import RoILayerBase
+from kerasdet.ops._roi_pool import roi_pool
 
 
 @keras.saving.register_keras_serializable(package="kerasdet")
-class RoIPool(keras.layers.Layer):
+class RoIPool(RoILayerBase):
     """RoI max pooling (Fast R-CNN): a fixed `ph x pw` grid of maxima for every roi.
 
     Thin layer over `kerasdet.ops.roi_pool` (exact Caffe/torchvision quantisation, DESIGN.md §4): roi
@@ -44,27 +44,7 @@ class RoIPool(keras.layers.Layer):
         TensorShape([2, 3, 7, 7, 512])
     """
 
+    _roi_op = staticmethod(roi_pool)
+
     def __init__(self, output_size=7, spatial_scale=1.0, **kwargs):
-        super().__init__(**kwargs)
-        ph, pw = _pair(output_size)
-        self.output_size = output_size if isinstance(output_size, int) else (ph, pw)
-        self.spatial_scale = _scale(spatial_scale)
-        # rois must reach the op in float32: keep Keras from autocasting them to float16 (and from
-        # rejecting numpy inputs, which it would convert); `call` casts each input itself
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
-
-    def call(self, features, rois):
-        features = tf.cast(features, self.compute_dtype)
-        rois = tf.cast(rois, tf.float32)
-        return roi_pool(features, rois, self.output_size, self.spatial_scale)
-
-    def compute_output_shape(self, features_shape, rois_shape):
-        ph, pw = _pair(self.output_size)
-        batch = rois_shape[0] if rois_shape[0] is not None else features_shape[0]
-        return (batch, rois_shape[1], ph, pw, features_shape[-1])
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"output_size": self.output_size, "spatial_scale": self.spatial_scale})
-        return config
+        super().__init__(output_size=output_size, spatial_scale=spatial_scale, **kwargs)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
-from kerasdet.ops._roi_pool import _positive_int, _scale, spatial_pyramid_pool
+from kerasdet.layers._roi_layer import RoILayerBase
+from kerasdet.ops._checks import positive_ints, positive_scale
+from kerasdet.ops._roi_pool import spatial_pyramid_pool
 
 
 @keras.saving.register_keras_serializable(package="kerasdet")
-class SpatialPyramidPool(keras.layers.Layer):
+class SpatialPyramidPool(RoILayerBase):
     """Spatial pyramid pooling of rois (SPP-net): one fixed-length vector per roi, whatever its size.
 
     Thin layer over `kerasdet.ops.spatial_pyramid_pool`: for each level `l` (in the order given) the roi is
@@ -44,29 +45,20 @@ class SpatialPyramidPool(keras.layers.Layer):
         TensorShape([1, 1, 5376])
     """
 
+    _roi_op = staticmethod(spatial_pyramid_pool)
+    _config_keys = ("levels", "spatial_scale")
+
     def __init__(self, levels=(1, 2, 4), spatial_scale=1.0, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(levels, (str, bytes)) or not isinstance(levels, (list, tuple)) or not levels:
-            raise ValueError(f"`levels` must be a non-empty list or tuple of positive ints; got {levels!r}")
-        self.levels = tuple(_positive_int(lv, "levels") for lv in levels)
-        self.spatial_scale = _scale(spatial_scale)
-        # rois must reach the op in float32: keep Keras from autocasting them to float16 (and from
-        # rejecting numpy inputs, which it would convert); `call` casts each input itself
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
-
-    def call(self, features, rois):
-        features = tf.cast(features, self.compute_dtype)
-        rois = tf.cast(rois, tf.float32)
-        return spatial_pyramid_pool(features, rois, self.levels, self.spatial_scale)
+        self.levels = positive_ints(levels, "levels")
+        self.spatial_scale = positive_scale(spatial_scale)
 
     def compute_output_shape(self, features_shape, rois_shape):
         channels = features_shape[-1]
-        batch = rois_shape[0] if rois_shape[0] is not None else features_shape[0]
         size = None if channels is None else sum(lv * lv for lv in self.levels) * channels
-        return (batch, rois_shape[1], size)
+        return (self._batch_dim(features_shape, rois_shape), rois_shape[1], size)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"levels": list(self.levels), "spatial_scale": self.spatial_scale})
+        config["levels"] = list(self.levels)
         return config

@@ -36,7 +36,15 @@ import math
 
 import tensorflow as tf
 
-from kerasdet.ops._checks import as_float_tensor, check_last_dim, check_rank
+from kerasdet.ops._checks import (
+    as_float_tensor,
+    check_bool,
+    check_int,
+    check_last_dim,
+    check_rank,
+    output_size_pair,
+    positive_scale,
+)
 
 __all__ = ["roi_align", "ps_roi_align", "multilevel_roi_align", "assign_fpn_levels"]
 
@@ -45,39 +53,10 @@ __all__ = ["roi_align", "ps_roi_align", "multilevel_roi_align", "assign_fpn_leve
 # argument checks
 
 
-def _output_size(output_size, name="output_size"):
-    if isinstance(output_size, bool):
-        raise TypeError(f"`{name}` must be an int or a pair of ints; got {output_size!r}")
-    if isinstance(output_size, int):
-        size = (output_size, output_size)
-    else:
-        try:
-            size = tuple(output_size)
-        except TypeError:
-            raise TypeError(
-                f"`{name}` must be an int or a pair of ints; got {type(output_size).__name__} {output_size!r}"
-            ) from None
-        if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) for s in size):
-            raise TypeError(f"`{name}` must be an int or a pair of ints; got {output_size!r}")
-    if size[0] < 1 or size[1] < 1:
-        raise ValueError(f"`{name}` must be positive; got {output_size!r}")
-    return int(size[0]), int(size[1])
-
-
-def _check_scalars(spatial_scale, sampling_ratio, aligned):
-    if isinstance(spatial_scale, bool) or not isinstance(spatial_scale, (int, float)):
-        raise TypeError(
-            f"`spatial_scale` must be a positive number; got {type(spatial_scale).__name__} {spatial_scale!r}"
-        )
-    if not (spatial_scale > 0 and math.isfinite(spatial_scale)):
-        raise ValueError(f"`spatial_scale` must be a positive finite number; got {spatial_scale!r}")
-    if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, int):
-        raise TypeError(
-            f"`sampling_ratio` must be an int (<= 0 for adaptive); "
-            f"got {type(sampling_ratio).__name__} {sampling_ratio!r}"
-        )
-    if not isinstance(aligned, bool):
-        raise TypeError(f"`aligned` must be a bool; got {type(aligned).__name__} {aligned!r}")
+def _check_sampling(sampling_ratio, aligned):
+    """Checks RoIAlign's sampling options: an int `sampling_ratio` and a bool `aligned`."""
+    check_int(sampling_ratio, "sampling_ratio", " (<= 0 for adaptive)")
+    check_bool(aligned, "aligned")
 
 
 def _features(value, name="features"):
@@ -393,12 +372,13 @@ def roi_align(features, rois, output_size, spatial_scale=1.0, sampling_ratio=2, 
         >>> roi_align(x, [[[0.0, 0.0, 2.0, 2.0]]], 1, sampling_ratio=1).numpy().ravel()
         array([2.5], dtype=float32)
     """
-    ph, pw = _output_size(output_size)
-    _check_scalars(spatial_scale, sampling_ratio, aligned)
+    ph, pw = output_size_pair(output_size)
+    scale = positive_scale(spatial_scale)
+    _check_sampling(sampling_ratio, aligned)
     feats, out_dtype = _features(features)
     rois = _rois(rois, feats)
     boxes, indices = _flatten_rois(rois)
-    pooled = _roi_align_flat(feats, boxes, indices, ph, pw, float(spatial_scale), sampling_ratio, aligned)
+    pooled = _roi_align_flat(feats, boxes, indices, ph, pw, scale, sampling_ratio, aligned)
     return tf.cast(_unflatten(pooled, rois, feats.shape[-1]), out_dtype)
 
 
@@ -424,8 +404,9 @@ def ps_roi_align(features, rois, output_size, spatial_scale=1.0, sampling_ratio=
         >>> ps_roi_align(x, [[[0.0, 0.0, 6.0, 6.0]]], 3).shape
         TensorShape([1, 1, 3, 3, 2])
     """
-    ph, pw = _output_size(output_size)
-    _check_scalars(spatial_scale, sampling_ratio, aligned)
+    ph, pw = output_size_pair(output_size)
+    scale = positive_scale(spatial_scale)
+    _check_sampling(sampling_ratio, aligned)
     feats, out_dtype = _features(features)
     channels = feats.shape[-1]
     if channels is not None and channels % (ph * pw) != 0:
@@ -438,7 +419,7 @@ def ps_roi_align(features, rois, output_size, spatial_scale=1.0, sampling_ratio=
     boxes, indices = _flatten_rois(rois)
 
     groups = _position_groups(feats, ph, pw)
-    geometry = _bin_geometry(_geometry(boxes, float(spatial_scale), aligned), ph, pw)
+    geometry = _bin_geometry(_geometry(boxes, scale, aligned), ph, pw)
     batch = tf.shape(feats)[0]
     bins = tf.range(ph * pw, dtype=tf.int32)[None, :] * batch + indices[:, None]
     pooled = _align(groups, tf.reshape(bins, [-1]), geometry, 1, 1, sampling_ratio)
@@ -483,8 +464,7 @@ def assign_fpn_levels(rois, min_level, max_level, canonical_scale=224.0, canonic
         array([4, 2], dtype=int32)
     """
     for name, v in (("min_level", min_level), ("max_level", max_level), ("canonical_level", canonical_level)):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise TypeError(f"`{name}` must be an int; got {type(v).__name__} {v!r}")
+        check_int(v, name)
     if min_level > max_level:
         raise ValueError(f"`min_level` must be <= `max_level`; got {min_level} > {max_level}")
     if isinstance(canonical_scale, bool) or not isinstance(canonical_scale, (int, float)) or canonical_scale <= 0:
@@ -527,8 +507,8 @@ def multilevel_roi_align(
         >>> multilevel_roi_align(maps, [[[0., 0., 64., 64.]]], 7, strides=(4, 8)).shape
         TensorShape([1, 1, 7, 7, 4])
     """
-    ph, pw = _output_size(output_size)
-    _check_scalars(1.0, sampling_ratio, aligned)
+    ph, pw = output_size_pair(output_size)
+    _check_sampling(sampling_ratio, aligned)
     if not isinstance(features, (list, tuple)) or not features:
         raise TypeError(f"`features` must be a non-empty list of [B, H, W, C] maps; got {type(features).__name__}")
     if not isinstance(strides, (list, tuple)) or len(strides) != len(features):

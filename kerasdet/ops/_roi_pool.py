@@ -27,9 +27,9 @@ float32 give zeros.
 
 from __future__ import annotations
 
-import numbers
-
 import tensorflow as tf
+
+from kerasdet.ops._checks import output_size_pair, positive_ints, positive_scale
 
 __all__ = ["roi_pool", "ps_roi_pool", "spatial_pyramid_pool"]
 
@@ -71,34 +71,6 @@ def _rois_tensor(rois, features, name="rois") -> tf.Tensor:
             f"and features shape {tuple(features.shape)}"
         )
     return tf.cast(rois, tf.float32)
-
-
-def _positive_int(value, name) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"`{name}` must be a positive int; got {value!r} of type {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"`{name}` must be a positive int; got {value}")
-    return int(value)
-
-
-def _pair(output_size, name="output_size") -> tuple[int, int]:
-    """`output_size` as `(height, width)`: an int `k` means `(k, k)`."""
-    if isinstance(output_size, (list, tuple)):
-        if len(output_size) != 2:
-            raise ValueError(f"`{name}` must be an int or a pair (height, width); got {output_size!r}")
-        return _positive_int(output_size[0], name), _positive_int(output_size[1], name)
-    return (_positive_int(output_size, name),) * 2
-
-
-def _scale(spatial_scale) -> float:
-    if isinstance(spatial_scale, bool) or not isinstance(spatial_scale, numbers.Real):
-        raise TypeError(
-            f"`spatial_scale` must be a positive number; got {spatial_scale!r} of type {type(spatial_scale).__name__}"
-        )
-    value = float(spatial_scale)
-    if not (value > 0.0 and value < float("inf")):
-        raise ValueError(f"`spatial_scale` must be a positive finite number; got {spatial_scale!r}")
-    return value
 
 
 # --------------------------------------------------------------------------- quantisation
@@ -334,8 +306,8 @@ def roi_pool(features, rois, output_size, spatial_scale=1.0) -> tf.Tensor:
     """
     features = _features_tensor(features)
     rois = _rois_tensor(rois, features)
-    ph, pw = _pair(output_size)
-    scale = _scale(spatial_scale)
+    ph, pw = output_size_pair(output_size)
+    scale = positive_scale(spatial_scale)
     rows, cols = _roi_bins(features, rois, ph, pw, scale, plus_one=True)
     table = _MaxTable(features, [rows], [cols])
     return table.rect_max(rows, cols)
@@ -370,10 +342,8 @@ def spatial_pyramid_pool(features, rois, levels=(1, 2, 4), spatial_scale=1.0) ->
     """
     features = _features_tensor(features)
     rois = _rois_tensor(rois, features)
-    if isinstance(levels, (str, bytes)) or not isinstance(levels, (list, tuple)) or not levels:
-        raise ValueError(f"`levels` must be a non-empty list or tuple of positive ints; got {levels!r}")
-    levels = tuple(_positive_int(lv, "levels") for lv in levels)
-    scale = _scale(spatial_scale)
+    levels = positive_ints(levels, "levels")
+    scale = positive_scale(spatial_scale)
     grids = [_roi_bins(features, rois, lv, lv, scale, plus_one=True) for lv in levels]
     table = _MaxTable(features, [g[0] for g in grids], [g[1] for g in grids])
     shape = tf.shape(rois)
@@ -416,8 +386,8 @@ def ps_roi_pool(features, rois, output_size, spatial_scale=1.0) -> tf.Tensor:
     """
     features = _features_tensor(features)
     rois = _rois_tensor(rois, features)
-    ph, pw = _pair(output_size)
-    scale = _scale(spatial_scale)
+    ph, pw = output_size_pair(output_size)
+    scale = positive_scale(spatial_scale)
     bins = ph * pw
     channels = features.shape[-1]
     if channels is not None and channels % bins != 0:
