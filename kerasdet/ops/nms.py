@@ -25,7 +25,10 @@ their distinct ranks, so that the kernel's own ordering can no longer differ on 
 on a prefix of the ranking equals the prefix of greedy NMS on the whole ranking, so the window
 result is final as soon as it holds `max_detections_per_class` boxes or the window covers every
 candidate above `score_threshold`; rows for which neither holds are solved again with a window
-four times larger, until the window covers the whole row.
+four times larger, until the window covers the whole row. When at most 1/128 of the scores pass
+`score_threshold` (a detector's usual case: thousands of candidates among B x N x C scores), the
+first windows are built from those candidates alone (`tf.where` and two stable sorts, same ranking
+as `top_k`) instead of a transpose and a `top_k` over every (image, class) row.
 
 These ops are usable eagerly and inside `tf.function`, but not under XLA
 (`jit_compile=True`): TensorFlow has no XLA kernel for its NMS ops. The kernels are pinned to the
@@ -55,6 +58,9 @@ __all__ = ["non_max_suppression", "batched_non_max_suppression", "check_nms_opti
 _MAX_BOXES = 2**24
 # Growth of the candidate window for rows that need more candidates.
 _WINDOW_GROWTH = 4
+# Per-class NMS sorts only the candidates above the threshold when they are at most this fraction
+# of all scores (1 / _SPARSE_FRACTION); otherwise it runs top_k over every (image, class) row.
+_SPARSE_FRACTION = 128
 # The NMS kernels run on the CPU: the GPU kernels round the IoU test differently.
 _KERNEL_DEVICE = "/device:CPU:0"
 
@@ -206,11 +212,14 @@ def non_max_suppression(boxes, scores, iou_threshold=0.5, score_threshold=float(
 # ----------------------------------------------------------------------------- batched: rows
 
 
-def _window_rows(row_scores, rows, window, gather_candidates, per_row, iou_threshold, score_threshold):
+def _window_rows(top, n, rows, window, gather_candidates, per_row, iou_threshold, score_threshold):
     """Greedy NMS of each score row restricted to its `window` best candidates.
 
     Args:
-        row_scores: float32 `[R, N]`, one row per (image, class).
+        top: `(values, box_idx)`, float32 and int32 `[R, window]`: each row's `window` best scores by
+            rank (ties: lower box index first) and their box indices, as `tf.math.top_k` gives them;
+            slots past a row's candidates above `score_threshold` may hold any score `<=` it.
+        n: int32 scalar, the length N of the full rows.
         rows: int32 `[R]` row ids, passed to `gather_candidates`.
         window: int32 scalar, 1 <= window <= N.
         gather_candidates: `(rows [R], box_idx [R, W]) -> boxes [R, W, 4]`.
@@ -222,8 +231,7 @@ def _window_rows(row_scores, rows, window, gather_candidates, per_row, iou_thres
         window result may differ from the full result (fewer than `per_row` kept while valid
         candidates remain outside the window).
     """
-    n = tf.shape(row_scores)[1]
-    values, box_idx = tf.math.top_k(row_scores, k=window)
+    values, box_idx = top
     valid = values > score_threshold
     # distinct scores window, window-1, ..., 1 in rank order; 0 marks candidates below threshold
     ranks = tf.cast(window - tf.range(window), tf.float32)
@@ -251,19 +259,20 @@ def _window_rows(row_scores, rows, window, gather_candidates, per_row, iou_thres
     return kept_idx, kept_scores, need
 
 
-def _greedy_rows(row_scores, gather_candidates, per_row, iou_threshold, score_threshold, window=None):
-    """Exact greedy NMS of every row of `row_scores`, at most `per_row` boxes each.
+def _greedy_rows(first_top, get_rows, n, num_rows, per_row, gather_candidates, iou_threshold, score_threshold,
+                 window=None):
+    """Exact greedy NMS of every row, at most `per_row` boxes each.
 
-    Starts from a window of `window` candidates (default: per_row + max(per_row // 4, 8)) and
-    re-solves the rows that need it with windows `_WINDOW_GROWTH` times larger.
+    Starts from a window of `window` candidates (default: per_row + max(per_row // 4, 8)) taken by
+    `first_top(window)` (-> `(values, box_idx)` `[num_rows, window]`, see `_window_rows`) and re-solves
+    the rows that need it with windows `_WINDOW_GROWTH` times larger, reading those rows' full scores
+    `[R', N]` with `get_rows(rows)`.
     """
     if window is None:
         window = per_row + max(per_row // 4, 8)
-    n = tf.shape(row_scores)[1]
-    num_rows = tf.shape(row_scores)[0]
     first = tf.minimum(tf.constant(window, tf.int32), n)
     kept_idx, kept_scores, need = _window_rows(
-        row_scores, tf.range(num_rows), first, gather_candidates, per_row, iou_threshold, score_threshold
+        first_top(first), n, tf.range(num_rows), first, gather_candidates, per_row, iou_threshold, score_threshold
     )
 
     def cond(size, kept_idx, kept_scores, need):
@@ -272,8 +281,9 @@ def _greedy_rows(row_scores, gather_candidates, per_row, iou_threshold, score_th
     def body(size, kept_idx, kept_scores, need):
         size = tf.minimum(size * _WINDOW_GROWTH, n)
         rows = tf.cast(tf.where(need)[:, 0], tf.int32)
+        top = tf.math.top_k(get_rows(rows), k=size)
         idx, scores, still = _window_rows(
-            tf.gather(row_scores, rows), rows, size, gather_candidates, per_row, iou_threshold, score_threshold
+            top, n, rows, size, gather_candidates, per_row, iou_threshold, score_threshold
         )
         at = rows[:, None]
         kept_idx = tf.tensor_scatter_nd_update(kept_idx, at, idx)
@@ -283,6 +293,44 @@ def _greedy_rows(row_scores, gather_candidates, per_row, iou_threshold, score_th
 
     _, kept_idx, kept_scores, _ = tf.while_loop(cond, body, (first, kept_idx, kept_scores, need))
     return kept_idx, kept_scores
+
+
+def _sparse_class_top(scores, candidates, window):
+    """`tf.math.top_k` of every (image, class) row of `scores` restricted to the scores above the threshold.
+
+    Sorts only the candidates above the threshold (`candidates`), instead of transposing
+    `scores` to rows and running `top_k` over all N boxes of every row: much cheaper when few scores
+    pass, as with a detector's thousands of candidates among B x N x C scores.
+
+    Args:
+        scores: float32 `[B, N, C]`.
+        candidates: bool `[B, N, C]`, `scores > score_threshold` (False for NaN scores).
+        window: int32 scalar, 1 <= window <= N.
+
+    Returns:
+        `(values, box_idx)`, float32 and int32 `[B * C, window]`, row `b * C + c`: the row's candidates
+        by score descending (ties: lower box index first, as top_k), then -inf with box index 0.
+    """
+    batch, _, num_classes = tf.unstack(tf.shape(scores))
+    num_rows = batch * num_classes
+    where = tf.cast(tf.where(candidates), tf.int32)  # row-major: a row's boxes by index
+    values = tf.gather_nd(scores, where)
+    rows = where[:, 0] * num_classes + where[:, 2]
+    # two stable sorts: by score descending, then by row; equal scores keep the lower box index first
+    order = tf.argsort(values, direction="DESCENDING", stable=True)
+    order = tf.gather(order, tf.argsort(tf.gather(rows, order), stable=True))
+    rows = tf.gather(rows, order)
+    values = tf.gather(values, order)
+    box_idx = tf.gather(where[:, 1], order)
+    starts = tf.math.cumsum(tf.math.bincount(rows, minlength=num_rows, maxlength=num_rows), exclusive=True)
+    position = tf.range(tf.shape(rows)[0]) - tf.gather(starts, rows)
+    inside = position < window
+    at = tf.stack([tf.boolean_mask(rows, inside), tf.boolean_mask(position, inside)], axis=1)
+    top_values = tf.tensor_scatter_nd_update(
+        tf.fill([num_rows, window], tf.constant(-np.inf, tf.float32)), at, tf.boolean_mask(values, inside)
+    )
+    top_idx = tf.tensor_scatter_nd_update(tf.zeros([num_rows, window], tf.int32), at, tf.boolean_mask(box_idx, inside))
+    return top_values, top_idx
 
 
 def _soft_rows(row_scores, row_boxes, per_row, iou_threshold, score_threshold, sigma):
@@ -538,18 +586,18 @@ def _batched(
     boxes, scores, *, max_detections, per_class, iou_threshold, score_threshold, class_agnostic, soft_nms_sigma
 ):
     """Batched NMS on non-empty inputs (B >= 1, N >= 1); see `batched_non_max_suppression`."""
-    scores = _finite_scores(scores)
+    # NaN scores count as -inf; the per-class hard path never ranks them (NaN > threshold is False)
+    # and cleans only the rows it ranks, so that it reads the [B, N, C] scores once
     per_class_boxes = boxes.shape.rank == 4
     batch, n, num_classes = tf.unstack(tf.shape(scores))
     if class_agnostic:
-        row_scores, best_label = _best_class(scores)  # [B, N]
+        row_scores, best_label = _best_class(_finite_scores(scores))  # [B, N]
         if per_class_boxes:
             boxes = tf.gather(boxes, best_label, batch_dims=2)  # [B, N, 4]
             per_class_boxes = False
         rows_per_image = 1
         per_row = max_detections
     else:
-        row_scores = tf.reshape(tf.transpose(scores, [0, 2, 1]), [batch * num_classes, n])
         rows_per_image = num_classes
         per_row = per_class
 
@@ -560,7 +608,12 @@ def _batched(
             return tf.gather_nd(boxes, tf.stack([image, box_idx, cls], axis=-1))
         return tf.gather_nd(boxes, tf.stack([image, box_idx], axis=-1))
 
+    def class_rows():
+        return tf.reshape(tf.transpose(_finite_scores(scores), [0, 2, 1]), [batch * num_classes, n])
+
     if soft_nms_sigma > 0:
+        if not class_agnostic:
+            row_scores = class_rows()
         if per_class_boxes:
             row_boxes = tf.reshape(tf.transpose(boxes, [0, 2, 1, 3]), [-1, n, 4])
         else:
@@ -568,8 +621,31 @@ def _batched(
         kept_idx, kept_scores = _soft_rows(
             row_scores, row_boxes, per_row, iou_threshold, score_threshold, soft_nms_sigma
         )
+    elif class_agnostic:
+        kept_idx, kept_scores = _greedy_rows(
+            lambda w: tf.math.top_k(row_scores, k=w), lambda rows: tf.gather(row_scores, rows), n, batch,
+            per_row, gather_candidates, iou_threshold, score_threshold,
+        )
     else:
-        kept_idx, kept_scores = _greedy_rows(row_scores, gather_candidates, per_row, iou_threshold, score_threshold)
+        # few candidates above the threshold (a detector's usual case): sort only those
+        candidates = scores > score_threshold
+        sparse = tf.math.count_nonzero(candidates, dtype=tf.int32) <= tf.size(scores) // _SPARSE_FRACTION
+
+        def first_top(w):
+            return tf.cond(
+                sparse,
+                lambda: _sparse_class_top(scores, candidates, w),
+                lambda: tuple(tf.math.top_k(class_rows(), k=w)),
+            )
+
+        def get_rows(rows):
+            # the full scores of a few (image, class) rows, without transposing all of `scores`
+            per_image = tf.gather(scores, rows // num_classes)
+            return _finite_scores(tf.gather(per_image, rows % num_classes, axis=2, batch_dims=1))
+
+        kept_idx, kept_scores = _greedy_rows(
+            first_top, get_rows, n, batch * num_classes, per_row, gather_candidates, iou_threshold, score_threshold
+        )
     kept_idx = tf.reshape(kept_idx, [batch, rows_per_image, per_row])
     kept_scores = tf.reshape(kept_scores, [batch, rows_per_image, per_row])
     top_scores, label, box_idx, valid = _merge(kept_idx, kept_scores, max_detections)

@@ -225,7 +225,11 @@ def test_window_fallback_is_exact(window):
         image = tf.broadcast_to(row_ids[:, None], tf.shape(box_idx))
         return tf.gather_nd(tf.constant(boxes), tf.stack([image, box_idx], -1))
 
-    kept_idx, kept_scores = nms_module._greedy_rows(tf.constant(scores), gather, per_row, 0.3, 0.05, window=window)
+    row_scores = tf.constant(scores)
+    kept_idx, kept_scores = nms_module._greedy_rows(
+        lambda w: tf.math.top_k(row_scores, k=w), lambda r: tf.gather(row_scores, r), tf.constant(n), rows, per_row,
+        gather, 0.3, 0.05, window=window,
+    )
     for r in range(rows):
         want = nms_reference(boxes[r], scores[r], 0.3, 0.05, per_row)
         got = kept_idx.numpy()[r]
@@ -362,3 +366,23 @@ def test_batched_errors(kwargs, error, match):
 def test_reference_iou_is_the_float32_formula():
     boxes = np.array([[0, 0, 2, 1], [0, 0, 1, 1], [3, 3, 3, 5], [1, 1, 0, 0]], np.float32)
     np.testing.assert_array_equal(iou_row(boxes[0], boxes), np.array([1, 0.5, 0, 0], np.float32))
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_batched_sparse_candidates_match_reference(tied):
+    """Few scores above the threshold (a detector's case): the candidates-only path is exact too,
+    with ties, rows that need larger windows (dense clusters with many candidates) and empty rows."""
+    rng = np.random.default_rng(8)
+    batch, n, classes = 3, 900, 12
+    boxes = random_boxes(rng, (batch, n))
+    scores = np.where(rng.uniform(size=(batch, n, classes)) < 0.002, random_scores(rng, (batch, n, classes), tied), 0.0)
+    scores[1, :, 3] = np.where(rng.uniform(size=n) < 0.15, random_scores(rng, (n,), tied), 0.0)  # a crowded row
+    scores[2, :, 5] = 0.0  # an empty row
+    scores = scores.astype(np.float32)
+    assert (scores > 0.05).mean() <= 1 / nms_module._SPARSE_FRACTION
+    for per_class in (None, 4):
+        settings = dict(iou_threshold=0.5, score_threshold=0.05, max_detections=40, max_detections_per_class=per_class)
+        got = batched_non_max_suppression(boxes, scores, **settings)
+        assert_same_result(got, batched_nms_reference(boxes, scores, **settings))
+        got = tf.function(lambda b, s: batched_non_max_suppression(b, s, **settings))(boxes, scores)
+        assert_same_result(got, batched_nms_reference(boxes, scores, **settings))
