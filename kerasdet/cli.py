@@ -107,6 +107,16 @@ def cmd_list(args):
     return 0
 
 
+def _train_command(args):
+    """This run's command line, preceded by the commands of the run it started from (so a card shows every stage)."""
+    command = "kerasdet " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if args.init_from:
+        previous = pathlib.Path(args.init_from) / "model.json"
+        if previous.is_file():
+            command = json.loads(previous.read_text())["train_command"] + " && " + command
+    return command
+
+
 def cmd_train(args):
     _quiet_tensorflow()
     import keras
@@ -158,7 +168,7 @@ def cmd_train(args):
         "image_size": args.image_size,
         "weights": weights_name,
         "sha256": weights_io.sha256_of(out / weights_name),
-        "train_command": "kerasdet " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "train_command": _train_command(args),
         "train_seconds": round(time.time() - start, 1),
         "dataset": {"name": args.dataset, "train_images": count},
     }
