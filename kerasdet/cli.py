@@ -109,7 +109,7 @@ def cmd_list(args):
 
 def _train_command(args):
     """This run's command line, preceded by the commands of the run it started from (so a card shows every stage)."""
-    command = "kerasdet " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = args.command_line
     if args.init_from:
         previous = pathlib.Path(args.init_from) / "model.json"
         if previous.is_file():
@@ -198,8 +198,12 @@ def _collect(model, ds, batch_size, image_size, progress_label):
             images.append(np.clip(np.asarray(x[i]), 0, 255).astype(np.uint8))
         seen += n
         rate = seen / max(time.time() - start, 1e-9)
-        print(f"\r[{progress_label}] {seen} images, {rate:.1f} images/s", end="", flush=True)
-    print(flush=True)
+        if sys.stdout.isatty():
+            print(f"\r[{progress_label}] {seen} images, {rate:.1f} images/s", end="", flush=True)
+        elif seen // 100 != (seen - n) // 100:
+            print(f"[{progress_label}] {seen} images, {rate:.1f} images/s", flush=True)
+    if sys.stdout.isatty():
+        print(flush=True)
     return images, targets, detections
 
 
@@ -254,7 +258,7 @@ def cmd_evaluate(args):
     print(f"  VOC mAP@0.5 (all-point) = {voc['mAP']:.3f}")
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    command = "kerasdet " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = args.command_line
     (out / "metrics.json").write_text(json.dumps({"metrics": metrics, "command": command}, indent=1))
     plot_precision_recall(coco, out / "pr_curve.png")
     print(f"[evaluate] wrote {out / 'metrics.json'} and {out / 'pr_curve.png'}")
@@ -457,7 +461,9 @@ def build_parser():
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.command_line = "kerasdet " + " ".join(shlex.quote(a) for a in argv)
     return args.fn(args)
 
 

@@ -1,0 +1,67 @@
+"""The `kerasdet` command, run in-process through `kerasdet.cli.main`."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+from kerasdet import cli, visualize
+
+NAME = "retinanet_resnet18_shapes"
+
+
+def test_list_prints_the_zoo(capsys):
+    assert cli.main(["list"]) == 0
+    assert NAME in capsys.readouterr().out
+
+
+def test_console_script_is_installed():
+    exe = pathlib.Path(sys.executable).parent / "kerasdet"
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("list", "train", "evaluate", "predict", "export"):
+        assert command in out
+
+
+def test_evaluate_writes_metrics_and_pr_curve(tmp_path, capsys):
+    assert cli.main(["evaluate", "--model", NAME, "--images", "8", "--out", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert set(cli.METRIC_KEYS) <= set(metrics) and "VOC_mAP" in metrics
+    assert metrics["AP50"] > 0.3
+    assert (tmp_path / "pr_curve.png").stat().st_size > 10_000
+    assert "AP50" in capsys.readouterr().out
+
+
+def test_predict_on_dataset_and_files(tmp_path):
+    assert cli.main(["predict", "--model", NAME, "--images", "2", "--out", str(tmp_path / "ds")]) == 0
+    summary = json.loads((tmp_path / "ds" / "detections.json").read_text())
+    assert len(summary) == 2 and summary[0]["detections"]
+    assert sorted(p.name for p in (tmp_path / "ds").glob("*.png")) == ["image_0000.png", "image_0001.png"]
+    from kerasdet.data import synthetic
+
+    images, _ = synthetic.generate(1, image_size=200, seed=5)
+    visualize.save_png(tmp_path / "photo.png", images[0])
+    assert cli.main(["predict", "--model", NAME, str(tmp_path / "photo.png"), "--out", str(tmp_path / "files")]) == 0
+    assert (tmp_path / "files" / "photo.png").exists()
+    dets = json.loads((tmp_path / "files" / "detections.json").read_text())[0]["detections"]
+    assert all(0 <= d["box_xyxy"][0] <= 200 and d["name"] for d in dets)
+
+
+def test_train_then_evaluate_and_export_a_run(tmp_path):
+    run = tmp_path / "run"
+    assert cli.main(["train", "--dataset", "synthetic", "--train-images", "16", "--epochs", "1", "--batch-size", "8",
+                     "--image-size", "128", "--warmup", "1", "--out", str(run)]) == 0
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["train_command"].startswith("kerasdet train") and (run / meta["weights"]).exists()
+    assert (run / "history.csv").read_text().count("\n") == 2
+    assert cli.main(["evaluate", "--model", str(run), "--images", "4", "--out", str(tmp_path / "eval")]) == 0
+    assert cli.main(["export", "--model", str(run), "--out", str(tmp_path / "serving" / "1")]) == 0
+    assert (tmp_path / "serving" / "1" / "saved_model.pb").exists()
+
+
+def test_unknown_dataset_and_model_are_clear(tmp_path):
+    import pytest
+
+    with pytest.raises(SystemExit, match="unknown dataset"):
+        cli.open_dataset("imagenet:/x", "train", 4, 64)
+    with pytest.raises(SystemExit, match="neither a zoo model"):
+        cli.load_model(str(tmp_path))

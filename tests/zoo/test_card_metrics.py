@@ -1,0 +1,44 @@
+"""The card's numbers are reproducible, and pycocotools agrees on a freshly seeded split."""
+
+import numpy as np
+import pytest
+
+import kerasdet
+from kerasdet import cli
+
+NAME = "retinanet_resnet18_shapes"
+
+
+def test_card_metrics_equal_a_rerun_of_its_eval_command():
+    card = kerasdet.zoo.card(NAME)
+    spec = card["eval_dataset"]
+    metrics, _, _ = cli.evaluate_model(kerasdet.zoo.load(NAME), spec["name"], spec["images"], spec["image_size"])
+    for key, value in card["metrics"].items():
+        assert abs(metrics[key] - value) <= 0.005, (key, metrics[key], value)
+
+
+def test_pycocotools_on_a_fresh_seed_stays_near_the_card():
+    coco_mod = pytest.importorskip("pycocotools.coco")
+    cocoeval_mod = pytest.importorskip("pycocotools.cocoeval")
+    card = kerasdet.zoo.card(NAME)
+    model = kerasdet.zoo.load(NAME)
+    images, gt = kerasdet.data.synthetic.generate(300, image_size=card["image_size"], seed=987654)
+    results = []
+    for start in range(0, len(images), 16):
+        out = model.predict_on_batch(images[start : start + 16].astype(np.float32))
+        for i in range(out["boxes"].shape[0]):
+            for k in range(int(out["num_detections"][i])):
+                b = out["boxes"][i, k]
+                results.append({"image_id": start + i + 1, "category_id": int(out["labels"][i, k]) + 1,
+                                "score": float(out["scores"][i, k]),
+                                "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]})
+    coco_gt = coco_mod.COCO()
+    coco_gt.dataset = gt
+    coco_gt.createIndex()
+    evaluator = cocoeval_mod.COCOeval(coco_gt, coco_gt.loadRes(results), "bbox")
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    ap, ap50 = evaluator.stats[0], evaluator.stats[1]
+    assert abs(ap - card["metrics"]["AP"]) <= 0.05, (ap, card["metrics"]["AP"])
+    assert abs(ap50 - card["metrics"]["AP50"]) <= 0.05, (ap50, card["metrics"]["AP50"])

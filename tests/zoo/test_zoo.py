@@ -1,0 +1,99 @@
+"""The zoo: cards, sha256-checked weights, clear errors, fine-tuning rebuilds only the class head."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import kerasdet
+from kerasdet.zoo import registry, weights as weights_io
+
+NAME = "retinanet_resnet18_shapes"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return kerasdet.zoo.load(NAME)
+
+
+@pytest.fixture()
+def zoo_copy(tmp_path, monkeypatch):
+    """A copy of the zoo folder that a test may damage, made the active zoo."""
+    dest = tmp_path / "zoo"
+    shutil.copytree(registry.zoo_dir() / NAME, dest / NAME)
+    monkeypatch.setenv("KERASDET_ZOO_DIR", str(dest))
+    return dest / NAME
+
+
+def test_list_and_card():
+    assert NAME in kerasdet.zoo.list()
+    card = kerasdet.zoo.card(NAME)
+    for key in registry.REQUIRED_CARD_KEYS:
+        assert key in card, key
+    for key in ("AP", "AP50", "AP75", "APs", "APm", "APl", "VOC_mAP"):
+        assert 0.0 <= card["metrics"][key] <= 1.0, key
+    assert card["train_command"].startswith("kerasdet train")
+    assert card["eval_command"].startswith("kerasdet evaluate")
+    path = registry.zoo_dir() / NAME / card["weights"]
+    assert weights_io.sha256_of(path) == card["sha256"]
+
+
+def test_load_gives_a_compiled_model_that_detects(model):
+    assert model.compiled
+    images, _ = kerasdet.data.synthetic.generate(2, image_size=256, seed=77)
+    out = model.predict(images, verbose=0)
+    assert out["boxes"].shape == (2, 100, 4) and out["labels"].dtype == np.int32
+    assert (out["num_detections"] > 0).all()
+    assert out["scores"][0, 0] > 0.5  # a trained model is confident on its own kind of images
+
+
+def test_unknown_name_and_bad_num_classes():
+    with pytest.raises(ValueError, match="is not a released model"):
+        kerasdet.zoo.load("yolo_v9_imaginary")
+    with pytest.raises(ValueError, match="`num_classes`"):
+        kerasdet.zoo.load(NAME, num_classes=0)
+
+
+def test_sha256_mismatch_names_the_file(zoo_copy):
+    card = json.loads((zoo_copy / "card.json").read_text())
+    with open(zoo_copy / card["weights"], "ab") as f:
+        f.write(b"tampered")
+    with pytest.raises(ValueError, match=rf"{card['weights']}.*sha256"):
+        kerasdet.zoo.load(NAME)
+
+
+def test_missing_weights_file_names_it(zoo_copy):
+    card = json.loads((zoo_copy / "card.json").read_text())
+    (zoo_copy / card["weights"]).unlink()
+    with pytest.raises(FileNotFoundError, match=card["weights"]):
+        kerasdet.zoo.load(NAME)
+
+
+def test_wrong_architecture_is_a_clear_error(zoo_copy, tmp_path):
+    card = json.loads((zoo_copy / "card.json").read_text())
+    card["config"]["head_channels"] = 32  # weights no longer fit
+    (zoo_copy / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match="does not fit the architecture"):
+        kerasdet.zoo.load(NAME)
+
+
+def test_num_classes_rebuilds_only_the_class_head(model):
+    tuned = kerasdet.zoo.load(NAME, num_classes=3)
+    assert tuned.num_classes == 3
+    assert tuned.reinitialised_weights, "the class head must be rebuilt"
+    assert all("class_head_out" in p for p in tuned.reinitialised_weights), tuned.reinitialised_weights
+    trained = {v.path: np.asarray(v) for v in model.weights}
+    kept = [v for v in tuned.weights if v.path not in tuned.reinitialised_weights]
+    assert len(kept) == len(tuned.weights) - len(tuned.reinitialised_weights)
+    for v in kept:
+        np.testing.assert_array_equal(np.asarray(v), trained[v.path])
+    out = tuned.predict(np.zeros((1, 256, 256, 3), np.uint8), verbose=0)
+    assert out["labels"].max() < 3
+
+
+def test_weights_none_is_random(model):
+    fresh = kerasdet.zoo.load(NAME, weights=None)
+    a = np.asarray(fresh.backbone.weights[0])
+    b = np.asarray(model.backbone.weights[0])
+    assert a.shape == b.shape and not np.allclose(a, b)
