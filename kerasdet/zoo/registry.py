@@ -89,8 +89,8 @@ def family_class(family: str):
     return getattr(importlib.import_module(module), cls)
 
 
-def build(model_card: dict, num_classes: int | None = None):
-    """Builds (unweighted, built, compiled) the model a card describes, optionally with another class count."""
+def build(model_card: dict, num_classes: int | None = None, compile: bool = True):  # noqa: A002
+    """Builds (unweighted, built and, by default, compiled) the model a card describes, optionally with another class count."""
     cls = family_class(model_card["family"])
     config = copy.deepcopy(model_card["config"])
     if num_classes is not None:
@@ -98,7 +98,8 @@ def build(model_card: dict, num_classes: int | None = None):
         config.pop("class_names", None)
     model = cls.from_config(config)
     model.build_for_size(model_card["image_size"])
-    model.compile()
+    if compile:
+        model.compile()
     return model
 
 
@@ -123,13 +124,14 @@ def load(name: str, weights="default", num_classes: int | None = None):
     model_card = card(name)
     if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
         raise ValueError(f"`num_classes` must be a positive int or None; got {num_classes!r}")
-    model = build(model_card)
+    model = build(model_card, compile=False)  # weights first: zoo files hold no optimizer state
     if weights == "default":
         path = _folder(name) / model_card["weights"]
         weights_io.load_into(model, path, model_card["sha256"], what=f"zoo model {name!r}")
     elif weights is not None:
         weights_io.load_into(model, weights, None, what=f"zoo model {name!r}")
     if num_classes is None or num_classes == model_card["num_classes"]:
+        model.compile()
         return model
     tuned = build(model_card, num_classes=num_classes)
     skipped = weights_io.transfer_matching(model, tuned)
