@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from benchmarks.timing import Case, compare, machine_description, markdown_table  # noqa: E402
+from benchmarks.timing import write_section as write_results_section, Case, compare, machine_description, markdown_table  # noqa: E402
 from kerasdet.metrics.coco import DETECTION_STATS, coco_evaluate  # noqa: E402
 
 START, END = "<!-- coco_eval:start -->", "<!-- coco_eval:end -->"
@@ -129,14 +129,7 @@ def ours_case(gt, dets):
 
 def write_section(text: str, path: pathlib.Path = RESULTS) -> None:
     """Replaces (or appends) the coco_eval section of RESULTS.md, leaving the rest of the file alone."""
-    block = f"{START}\n{text.rstrip()}\n{END}"
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        new = head + block + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    path.write_text(new)
+    write_results_section(path, START, END, text)
 
 
 def main(argv=None) -> int:

@@ -38,7 +38,6 @@ import datetime
 import math
 import os
 import pathlib
-import re
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -53,7 +52,7 @@ tf.config.threading.set_inter_op_parallelism_threads(1)
 
 import keras  # noqa: E402
 
-from benchmarks.timing import Case, compare, machine_description, markdown_table  # noqa: E402
+from benchmarks.timing import write_section, Case, compare, machine_description, markdown_table  # noqa: E402
 from kerasdet.models.retinanet.retinanet import RetinaNet  # noqa: E402
 
 START, END = "<!-- models:start -->", "<!-- models:end -->"
@@ -283,16 +282,6 @@ def compile_both(ours, peer) -> None:
 # ----------------------------------------------------------------------------- results
 
 
-def write_section(path: pathlib.Path, body: str) -> None:
-    """Replaces this script's section of RESULTS.md, leaving the other benchmarks' sections alone."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n\nRatios are ours / peer: below 1 means kerasdet is faster.\n"
-    section = f"{START}\n{body}\n{END}"
-    if START in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
-
 
 def _positive_int(text: str) -> int:
     value = int(text)
@@ -378,7 +367,7 @@ def main(argv=None) -> int:
             table,
         ]
     )
-    write_section(ROOT / "benchmarks" / "RESULTS.md", body)
+    write_section(ROOT / "benchmarks" / "RESULTS.md", START, END, body)
     return 0
 
 

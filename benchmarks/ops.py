@@ -15,7 +15,6 @@ import datetime
 import importlib
 import os
 import pathlib
-import re
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -27,7 +26,7 @@ import tensorflow as tf  # noqa: E402
 tf.config.threading.set_intra_op_parallelism_threads(2)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 
-from benchmarks.timing import compare, machine_description, markdown_table  # noqa: E402
+from benchmarks.timing import write_section, compare, machine_description, markdown_table  # noqa: E402
 
 GROUPS = {
     "nms": "benchmarks.cases_nms",
@@ -36,16 +35,6 @@ GROUPS = {
 }
 START, END = "<!-- ops:start -->", "<!-- ops:end -->"
 
-
-def write_section(path: pathlib.Path, body: str) -> None:
-    """Replaces this script's section of RESULTS.md, leaving the other benchmarks' sections alone."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n\nRatios are ours / peer: below 1 means kerasdet is faster.\n"
-    section = f"{START}\n{body}\n{END}"
-    if START in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
 
 
 def main() -> int:
@@ -76,7 +65,7 @@ def main() -> int:
             table,
         ]
     )
-    write_section(ROOT / "benchmarks" / "RESULTS.md", body)
+    write_section(ROOT / "benchmarks" / "RESULTS.md", START, END, body)
     bad = [r for r in rows if r["ok"] is False]
     if bad:
         print(f"[bench] {len(bad)} case(s) above their limit: {[r['name'] for r in bad]}")

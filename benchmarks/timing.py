@@ -108,3 +108,21 @@ def markdown_table(rows: list[dict]) -> str:
         )
     notes = [f"- {r['name']}: {r['note']}" for r in rows if r["note"]]
     return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def write_section(path, start: str, end: str, body: str) -> None:
+    """Replaces (or appends) the block between the markers `start` and `end` in a results file.
+
+    Each benchmark script owns one such section of benchmarks/RESULTS.md; the others are left alone.
+    """
+    import pathlib
+
+    path = pathlib.Path(path)
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    old = path.read_text() if path.exists() else "# Benchmark results\n\nRatios are ours / peer: below 1 means kerasdet is faster.\n"
+    if start in old and end in old:
+        head, rest = old.split(start, 1)
+        new = head + block + rest.split(end, 1)[1]
+    else:
+        new = old.rstrip() + "\n\n" + block + "\n"
+    path.write_text(new)
