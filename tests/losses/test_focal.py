@@ -159,3 +159,66 @@ def test_bad_inputs():
         loss(np.full((2, 3), 2.0), np.zeros((2, 3)))
     with pytest.raises(TypeError, match="y_pred"):
         loss(np.zeros((2, 3)), np.array([["a"] * 3] * 2))
+
+
+# -- sum_over_labels: the integer-label fast path RetinaNet trains with ----------------------------------
+
+
+def _label_inputs(seed, shape=(3, 40), classes=5):
+    rng = np.random.default_rng(seed)
+    labels = np.where(rng.uniform(size=shape) < 0.3, rng.integers(0, classes, shape), -1).astype(np.int32)
+    labels[0, :3] = [-5, classes - 1, 0]  # any negative label is background; both end classes
+    logits = rng.normal(scale=4.0, size=shape + (classes,)).astype(np.float32)
+    logits[1, 0, :5] = [100.0, -100.0, 30.0, -30.0, 0.0]  # saturated entries
+    weights = rng.uniform(size=shape).astype(np.float32)
+    weights[-1, :5] = 0.0  # ignored anchors
+    return labels, logits, weights
+
+
+@pytest.mark.parametrize("alpha,gamma", [(0.25, 2.0), (None, 0.0), (0.5, 0.5), (0.9, 3.0), (0.25, 1.0)])
+def test_sum_over_labels_matches_reference(alpha, gamma):
+    labels, logits, weights = _label_inputs(seed=11)
+    one_hot = np.zeros(logits.shape)
+    rows = np.nonzero(labels >= 0)
+    one_hot[rows + (labels[rows],)] = 1.0
+    per_anchor, _ = ref.focal_per_anchor(one_hot, logits, alpha, gamma)
+    loss = FocalLoss(alpha=alpha, gamma=gamma)  # its own reduction does not matter here
+    got = loss.sum_over_labels(labels, logits, weights)
+    np.testing.assert_allclose(got, (per_anchor * weights).sum(), rtol=1e-5)
+    np.testing.assert_allclose(loss.sum_over_labels(labels, logits), per_anchor.sum(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_sum_over_labels_equals_call_in_value_and_gradient(gamma):
+    labels, logits, weights = _label_inputs(seed=12, shape=(2, 300), classes=7)
+    loss = FocalLoss(gamma=gamma, reduction="sum")
+    x = tf.constant(logits)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        fast = tf.function(loss.sum_over_labels)(labels, x, weights)
+        slow = loss(tf.one_hot(labels, 7), x, sample_weight=weights)
+    np.testing.assert_allclose(fast, slow, rtol=1e-5)
+    g_fast, g_slow = tape.gradient(fast, x).numpy(), tape.gradient(slow, x).numpy()
+    assert np.all(np.isfinite(g_fast))
+    np.testing.assert_allclose(g_fast, g_slow, rtol=1e-4, atol=1e-6)
+    assert np.all(g_fast[weights == 0.0] == 0.0)
+
+
+def test_sum_over_labels_under_jit_and_float16():
+    labels, logits, weights = _label_inputs(seed=13)
+    loss = FocalLoss()
+    eager = loss.sum_over_labels(labels, logits, weights)
+    jit = tf.function(loss.sum_over_labels, jit_compile=True)(labels, logits, weights)
+    np.testing.assert_allclose(jit, eager, rtol=1e-5)
+    half = loss.sum_over_labels(labels, tf.constant(logits, tf.float16), weights)
+    assert half.dtype == tf.float32
+    np.testing.assert_allclose(half, eager, rtol=1e-2)
+
+
+def test_sum_over_labels_bad_inputs():
+    with pytest.raises(ValueError, match="from_logits"):
+        FocalLoss(from_logits=False).sum_over_labels([0], [[0.0, 1.0]])
+    with pytest.raises(TypeError, match="labels.*integer"):
+        FocalLoss().sum_over_labels([0.0], [[0.0, 1.0]])
+    with pytest.raises(ValueError, match="class axis"):
+        FocalLoss().sum_over_labels([[0, 1]], [[0.0, 1.0]])

@@ -17,6 +17,9 @@ from kerasdet.losses.smooth_l1 import SmoothL1Loss
 from kerasdet.metrics.coco import DETECTION_STATS
 from kerasdet.metrics.keras_metrics import COCOMetric
 from kerasdet.models.retinanet.retinanet import RetinaNet
+from tests.reference import boxes as ref_boxes
+from tests.reference import detection_losses as ref_losses
+from tests.reference import matching as ref_matching
 
 SIZE = 64
 NUM_CLASSES = 3
@@ -188,6 +191,30 @@ def test_losses_on_images_without_objects(model):
     p = tf.sigmoid(raw["class_logits"]).numpy().astype(np.float64)
     reference = np.sum(0.75 * p**2 * -np.log(1 - p))
     assert float(terms["class_loss"]) == pytest.approx(reference, rel=1e-4)
+
+
+def test_losses_equal_the_numpy_reference_from_the_definitions(model):
+    """Class and box losses rebuilt from the reference matcher, focal loss and smooth L1 (beta 0.1)."""
+    x, y = synthetic_batch(2)
+    y["labels"] = np.where(y["labels"] >= 0, y["labels"] % NUM_CLASSES, -1).astype(np.int32)  # 10 -> 3 classes
+    raw = model(x)
+    terms = model.detection_losses(x, y, raw)
+    anchors = raw["anchors"].numpy().astype(np.float64)
+    idx, states, _ = ref_matching.match(anchors, y["boxes"], y["labels"], (0.4, 0.5), (0, -1, 1), low_quality=True)
+    assert (states == 1).sum() > 0
+    logits = raw["class_logits"].numpy()
+    deltas = raw["box_deltas"].numpy()
+    one_hot = np.zeros(logits.shape)
+    box_sum = 0.0
+    for b, a in zip(*np.nonzero(states == 1)):
+        one_hot[b, a, y["labels"][b, idx[b, a]]] = 1.0
+        target = ref_boxes.delta_encode(anchors[a], y["boxes"][b, idx[b, a]].astype(np.float64), (1, 1, 1, 1))
+        box_sum += ref_losses.smooth_l1_per_box(np.array([target]), deltas[b, a][None], 0.1)[0]
+    per_anchor, _ = ref_losses.focal_per_anchor(one_hot, logits, 0.25, 2.0)
+    num_positive = (states == 1).sum()
+    class_ref = (per_anchor * (states != -1)).sum() / num_positive
+    assert float(terms["class_loss"]) == pytest.approx(class_ref, rel=1e-4)
+    assert float(terms["box_loss"]) == pytest.approx(box_sum / num_positive, rel=1e-4)
 
 
 def test_fit_on_synthetic_images_lowers_the_loss():

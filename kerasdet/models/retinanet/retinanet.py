@@ -219,8 +219,8 @@ class RetinaNet(Detector):
         num_positive = tf.maximum(tf.reduce_sum(tf.cast(positive, tf.float32)), 1.0)
 
         matched_labels = tf.gather(gt_labels, index, batch_dims=1)
-        class_target = tf.one_hot(tf.where(positive, matched_labels, -1), self.num_classes, dtype=tf.float32)
-        class_loss = self.focal_loss(class_target, raw["class_logits"], sample_weight=tf.cast(valid, tf.float32))
+        class_labels = tf.where(positive, matched_labels, -1)  # -1: background (all-zero one-hot target)
+        class_loss = self.focal_loss.sum_over_labels(class_labels, raw["class_logits"], tf.cast(valid, tf.float32))
 
         matched_boxes = tf.gather(gt_boxes, index, batch_dims=1)
         weight = tf.cast(positive, tf.float32)
