@@ -107,14 +107,25 @@ def cmd_list(args):
     return 0
 
 
-def _train_command(args):
-    """This run's command line, preceded by the commands of the run it started from (so a card shows every stage)."""
-    command = args.command_line
+def _previous_run(args):
+    """The `model.json` of the run folder this run started from, or None (a zoo model, or no --init-from)."""
     if args.init_from:
         previous = pathlib.Path(args.init_from) / "model.json"
         if previous.is_file():
-            command = json.loads(previous.read_text())["train_command"] + " && " + command
-    return command
+            return json.loads(previous.read_text())
+    return None
+
+
+def _train_command(args):
+    """This run's command line, preceded by the commands of the run it started from (so a card shows every stage)."""
+    previous = _previous_run(args)
+    return args.command_line if previous is None else previous["train_command"] + " && " + args.command_line
+
+
+def _train_seconds(args, seconds):
+    """Training time of every stage so far: this run's plus that of the run it started from."""
+    previous = _previous_run(args)
+    return round(seconds + (previous or {}).get("train_seconds", 0.0), 1)
 
 
 def cmd_train(args):
@@ -169,11 +180,12 @@ def cmd_train(args):
         "weights": weights_name,
         "sha256": weights_io.sha256_of(out / weights_name),
         "train_command": _train_command(args),
-        "train_seconds": round(time.time() - start, 1),
+        "train_seconds": _train_seconds(args, time.time() - start),
+        "stage_seconds": round(time.time() - start, 1),
         "dataset": {"name": args.dataset, "train_images": count},
     }
     (out / "model.json").write_text(json.dumps(meta, indent=1))
-    print(f"[train] done in {meta['train_seconds']:.0f} s; weights {out / weights_name} (sha256 {meta['sha256'][:12]}...)")
+    print(f"[train] done in {meta['stage_seconds']:.0f} s (all stages {meta['train_seconds']:.0f} s); weights {out / weights_name} (sha256 {meta['sha256'][:12]}...)")
     return 0
 
 

@@ -56,6 +56,14 @@ def test_train_then_evaluate_and_export_a_run(tmp_path):
     assert cli.main(["evaluate", "--model", str(run), "--images", "4", "--out", str(tmp_path / "eval")]) == 0
     assert cli.main(["export", "--model", str(run), "--out", str(tmp_path / "serving" / "1")]) == 0
     assert (tmp_path / "serving" / "1" / "saved_model.pb").exists()
+    # a second stage started from the run: the card-to-be lists both commands and both stages' time
+    stage2 = tmp_path / "run2"
+    assert cli.main(["train", "--init-from", str(run), "--dataset", "synthetic", "--train-images", "8", "--epochs", "1",
+                     "--batch-size", "8", "--image-size", "128", "--warmup", "1", "--out", str(stage2)]) == 0
+    meta2 = json.loads((stage2 / "model.json").read_text())
+    first, second = meta2["train_command"].split(" && ")
+    assert first == meta["train_command"] and f"--init-from {run}" in second
+    assert meta2["train_seconds"] == round(meta["train_seconds"] + meta2["stage_seconds"], 1)
 
 
 def test_unknown_dataset_and_model_are_clear(tmp_path):

@@ -1,5 +1,7 @@
 """The card's numbers are reproducible, and pycocotools agrees on a freshly seeded split."""
 
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -42,3 +44,20 @@ def test_pycocotools_on_a_fresh_seed_stays_near_the_card():
     ap, ap50 = evaluator.stats[0], evaluator.stats[1]
     assert abs(ap - card["metrics"]["AP"]) <= 0.05, (ap, card["metrics"]["AP"])
     assert abs(ap50 - card["metrics"]["AP50"]) <= 0.05, (ap50, card["metrics"]["AP50"])
+
+
+def test_released_retinanet_meets_the_release_bar():
+    """The vertical-slice issue's bar for the released RetinaNet, on the card's measured numbers."""
+    metrics = kerasdet.zoo.card(NAME)["metrics"]
+    assert metrics["AP50"] >= 0.80 and metrics["AP"] >= 0.50, metrics
+
+
+def test_readme_table_shows_each_cards_numbers():
+    readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for name in kerasdet.zoo.list():
+        rows = [line for line in readme.splitlines() if line.startswith(f"| `{name}` |")]
+        assert len(rows) == 1, f"README's zoo table has no single row for {name}"
+        shown = [float(cell) for cell in rows[0].strip("|").split("|")[-7:]]
+        metrics = kerasdet.zoo.card(name)["metrics"]
+        card = [metrics[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "VOC_mAP")]
+        np.testing.assert_allclose(shown, card, atol=0.0006, err_msg=name)
