@@ -205,7 +205,6 @@ class AnchorGenerator(keras.layers.Layer):
             for name, levels in (("sizes", size_levels), ("aspect_ratios", ratio_levels)):
                 if levels is not None:
                     level_counts[name] = len(levels)
-            _check_level_counts(level_counts)
             n = max([len(v) for v in (size_levels, ratio_levels) if v is not None], default=0)
             if n:
                 size_levels = size_levels or [size_shared] * n

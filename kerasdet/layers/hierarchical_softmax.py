@@ -122,8 +122,7 @@ class HierarchicalSoftmax(keras.layers.Layer):
         labels = ops.cast(labels, "int32")
         path_nodes, on_path = self._path_nodes(labels)  # [..., D + 1]
         gathered = ops.take_along_axis(log_probs, path_nodes, axis=-1)
-        total = ops.sum(ops.where(on_path, gathered, ops.zeros_like(gathered)), axis=-1)
-        return ops.where(labels >= 0, total, ops.zeros_like(total))
+        return _sum_on_path(gathered, on_path, labels)
 
     def top_prediction(self, conditional_probabilities, threshold=0.5):
         """YOLO9000's prediction: descend from the roots taking the most likely child.
@@ -181,8 +180,7 @@ class HierarchicalSoftmax(keras.layers.Layer):
         columns = ops.shape(log_rows)[1]
         flat_index = path_nodes * columns + ops.expand_dims(ops.arange(columns, dtype="int32"), -1)
         gathered = ops.take(ops.reshape(log_rows, (-1,)), flat_index, axis=0)
-        total = ops.sum(ops.where(on_path, gathered, ops.zeros_like(gathered)), axis=-1)
-        return ops.where(labels >= 0, total, ops.zeros_like(total))
+        return _sum_on_path(gathered, on_path, labels)
 
     def _path_nodes(self, labels):
         """``(nodes, on_path)``, both ``[..., D + 1]``: each label's path, padding marked False."""
@@ -236,6 +234,12 @@ class HierarchicalSoftmax(keras.layers.Layer):
                 f"`{argument}` must have shape [..., {self.word_tree.num_nodes}] (one value per tree "
                 f"node); received shape {shape}."
             )
+
+
+def _sum_on_path(gathered, on_path, labels):
+    """Sums `gathered [..., D + 1]` over the entries `on_path`; 0 where `labels [...]` is negative."""
+    total = ops.sum(ops.where(on_path, gathered, ops.zeros_like(gathered)), axis=-1)
+    return ops.where(labels >= 0, total, ops.zeros_like(total))
 
 
 class _PathTables:

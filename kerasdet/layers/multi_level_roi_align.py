@@ -6,8 +6,8 @@ import keras
 import tensorflow as tf
 
 from kerasdet.layers._roi_layer import RoILayerBase
-from kerasdet.ops._checks import check_int, output_size_pair
-from kerasdet.ops._roi_align import _levels_of_strides, multilevel_roi_align
+from kerasdet.ops._checks import output_size_pair
+from kerasdet.ops._roi_align import _check_canonical, _levels_of_strides, multilevel_roi_align
 
 
 @keras.saving.register_keras_serializable(package="kerasdet")
@@ -81,9 +81,7 @@ class MultiLevelRoIAlign(RoILayerBase):
                 f"`strides` must be a non-empty list or dict of strides; got {type(strides).__name__} {strides!r}"
             )
         _levels_of_strides(values)
-        if isinstance(canonical_scale, bool) or not isinstance(canonical_scale, (int, float)) or canonical_scale <= 0:
-            raise ValueError(f"`canonical_scale` must be a positive number; got {canonical_scale!r}")
-        check_int(canonical_level, "canonical_level")
+        _check_canonical(canonical_scale, canonical_level)
         if isinstance(strides, dict):
             self.strides = {k: int(v) for k, v in strides.items()}
         else:

@@ -6,6 +6,16 @@ import keras
 
 from kerasdet.ops.nms import batched_non_max_suppression, check_nms_options
 
+# the layer's settings: `batched_non_max_suppression`'s keyword arguments and the layer's config
+_OPTIONS = (
+    "iou_threshold",
+    "score_threshold",
+    "max_detections",
+    "max_detections_per_class",
+    "class_agnostic",
+    "soft_nms_sigma",
+)
+
 
 @keras.saving.register_keras_serializable(package="kerasdet")
 class NonMaxSuppression(keras.layers.Layer):
@@ -68,26 +78,20 @@ class NonMaxSuppression(keras.layers.Layer):
     ):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
-        self.iou_threshold = iou_threshold
-        self.score_threshold = score_threshold
-        self.max_detections = max_detections
-        self.max_detections_per_class = max_detections_per_class
-        self.class_agnostic = class_agnostic
-        self.soft_nms_sigma = soft_nms_sigma
-        self._options()  # validate the settings now rather than at the first call
-
-    def _options(self):
-        return check_nms_options(
-            iou_threshold=self.iou_threshold,
-            score_threshold=self.score_threshold,
-            max_detections=self.max_detections,
-            max_detections_per_class=self.max_detections_per_class,
-            class_agnostic=self.class_agnostic,
-            soft_nms_sigma=self.soft_nms_sigma,
+        # validated once, here; the normalised values are both the call's options and the config
+        options = check_nms_options(
+            iou_threshold=iou_threshold,
+            score_threshold=score_threshold,
+            max_detections=max_detections,
+            max_detections_per_class=max_detections_per_class,
+            class_agnostic=class_agnostic,
+            soft_nms_sigma=soft_nms_sigma,
         )
+        for name in _OPTIONS:
+            setattr(self, name, options[name])
 
     def call(self, boxes, scores):
-        return batched_non_max_suppression(boxes, scores, **self._options())
+        return batched_non_max_suppression(boxes, scores, **{name: getattr(self, name) for name in _OPTIONS})
 
     def compute_output_spec(self, boxes, scores):
         batch = scores.shape[0]
@@ -101,14 +105,5 @@ class NonMaxSuppression(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "iou_threshold": self.iou_threshold,
-                "score_threshold": self.score_threshold,
-                "max_detections": self.max_detections,
-                "max_detections_per_class": self.max_detections_per_class,
-                "class_agnostic": self.class_agnostic,
-                "soft_nms_sigma": self.soft_nms_sigma,
-            }
-        )
+        config.update({name: getattr(self, name) for name in _OPTIONS})
         return config

@@ -195,7 +195,8 @@ class ProposalGenerator(keras.layers.Layer):
         boxes = tf.concat([p[0] for p in parts], axis=1)
         logits = tf.concat([p[1] for p in parts], axis=1)
         labels = tf.concat([p[2] for p in parts], axis=1)
-        logits = tf.where(labels >= 0, logits, 0.0)  # dropped candidates may hold non-finite logits
+        # dropped candidates (label -1, their logits possibly non-finite) score -inf in the NMS, which
+        # pads its outputs (boxes -1, scores 0) after the `num_detections` valid rows and pins static shapes
         nms = batched_non_max_suppression(
             boxes,
             logits,
@@ -207,12 +208,8 @@ class ProposalGenerator(keras.layers.Layer):
             class_agnostic=False,
         )
         valid = tf.range(self.post_nms_topk)[None, :] < nms["num_detections"][:, None]
-        rois = tf.where(valid[..., None], nms["boxes"], -1.0)
-        scores = tf.where(valid, tf.sigmoid(nms["scores"]), 0.0)
-        static_batch = levels[0][0].shape[0]
-        rois = tf.ensure_shape(rois, [static_batch, self.post_nms_topk, 4])
-        scores = tf.ensure_shape(scores, [static_batch, self.post_nms_topk])
-        return {"rois": rois, "scores": scores, "num_rois": nms["num_detections"]}
+        scores = tf.where(valid, tf.sigmoid(nms["scores"]), 0.0)  # padding: 0, not sigmoid(0)
+        return {"rois": nms["boxes"], "scores": scores, "num_rois": nms["num_detections"]}
 
     def compute_output_spec(self, objectness, deltas, anchors, images):
         batch = _as_list(objectness)[0].shape[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from kerasdet.layers._roi_layer import RoILayerBase
-from kerasdet.ops._checks import positive_ints, positive_scale
+from kerasdet.ops._checks import positive_ints
 from kerasdet.ops._roi_pool import spatial_pyramid_pool
 
 
@@ -49,9 +49,9 @@ class SpatialPyramidPool(RoILayerBase):
     _config_keys = ("levels", "spatial_scale")
 
     def __init__(self, levels=(1, 2, 4), spatial_scale=1.0, **kwargs):
-        super().__init__(**kwargs)
-        self.levels = positive_ints(levels, "levels")
-        self.spatial_scale = positive_scale(spatial_scale)
+        levels = positive_ints(levels, "levels")
+        super().__init__(spatial_scale=spatial_scale, **kwargs)
+        self.levels = levels
 
     def compute_output_shape(self, features_shape, rois_shape):
         channels = features_shape[-1]

@@ -163,9 +163,7 @@ class WordTree:
     @property
     def leaves(self):
         """Tuple of the indices of the nodes without children, in index order."""
-        has_child = np.zeros(self.num_nodes, bool)
-        has_child[self._parents[self._parents >= 0]] = True
-        return tuple(int(i) for i in np.flatnonzero(~has_child))
+        return tuple(int(i) for i in np.flatnonzero(~self._has_children))
 
     def index(self, name):
         """Returns the index of the node called ``name``; raises KeyError if none is."""

@@ -39,6 +39,28 @@ def check_rank(t: tf.Tensor, name: str, ranks, shape_hint: str) -> None:
         raise ValueError(f"`{name}` must have shape {shape_hint}; got shape {tuple(t.shape)} (rank {t.shape.rank})")
 
 
+_ROIS_SHAPE = "[B, R, 4] (x1, y1, x2, y2 in input pixels)"
+
+
+def rois_tensor(value, features, name: str = "rois") -> tf.Tensor:
+    """`value` as the float32 rois `[B, R, 4]` of the RoI ops, checked against `features [B, H, W, C]`.
+
+    Raises TypeError naming `name` for non-numeric input, and ValueError for a static shape other than
+    `[B, R, 4]` or a static batch size other than that of `features`.
+    """
+    r = as_float_tensor(value, name)
+    check_rank(r, name, 3, _ROIS_SHAPE)
+    check_last_dim(r, name, 4, _ROIS_SHAPE)
+    fb = features.shape[0] if features.shape.rank is not None else None
+    rb = r.shape[0] if r.shape.rank is not None else None
+    if fb is not None and rb is not None and fb != rb:
+        raise ValueError(
+            f"`{name}` must have the batch size of `features`; got {name} shape {tuple(r.shape)} "
+            f"and features shape {tuple(features.shape)}"
+        )
+    return r
+
+
 # --------------------------------------------------------------------------------------------------
 # Python arguments (sizes, scales, flags) of the ops and the layers over them
 

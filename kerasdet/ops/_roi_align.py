@@ -44,7 +44,9 @@ from kerasdet.ops._checks import (
     check_rank,
     output_size_pair,
     positive_scale,
+    rois_tensor,
 )
+from kerasdet.ops.boxes import area, padding_rows
 
 __all__ = ["roi_align", "ps_roi_align", "multilevel_roi_align", "assign_fpn_levels"]
 
@@ -70,19 +72,6 @@ def _features(value, name="features"):
     if t.shape.rank == 4 and (t.shape[1] == 0 or t.shape[2] == 0):
         raise ValueError(f"`{name}` must have a non-empty spatial size; got shape {tuple(t.shape)}")
     return t, out_dtype
-
-
-def _rois(value, features, name="rois"):
-    r = as_float_tensor(value, name)
-    check_rank(r, name, 3, "[B, R, 4] (x1, y1, x2, y2 in input pixels)")
-    check_last_dim(r, name, 4, "[B, R, 4] (x1, y1, x2, y2 in input pixels)")
-    fb, rb = features.shape[0], r.shape[0]
-    if fb is not None and rb is not None and fb != rb:
-        raise ValueError(
-            f"`rois` must have the batch size of `features`; got rois shape {tuple(r.shape)} "
-            f"and features shape {tuple(features.shape)}"
-        )
-    return r
 
 
 # --------------------------------------------------------------------------------------------------
@@ -269,7 +258,7 @@ def _grid_sizes(height, width, ph, pw):
 
 def _geometry(boxes, spatial_scale, aligned):
     """Scaled roi start, size and validity `[N]` each, in float32 in torchvision's order of operations."""
-    valid = tf.logical_not(tf.reduce_all(tf.equal(boxes, -1.0), axis=-1))
+    valid = tf.logical_not(padding_rows(boxes))
     offset = 0.5 if aligned else 0.0
     x1, y1, x2, y2 = tf.unstack(boxes, 4, axis=-1)
     start_x = x1 * spatial_scale - offset
@@ -376,7 +365,7 @@ def roi_align(features, rois, output_size, spatial_scale=1.0, sampling_ratio=2, 
     scale = positive_scale(spatial_scale)
     _check_sampling(sampling_ratio, aligned)
     feats, out_dtype = _features(features)
-    rois = _rois(rois, feats)
+    rois = rois_tensor(rois, feats)
     boxes, indices = _flatten_rois(rois)
     pooled = _roi_align_flat(feats, boxes, indices, ph, pw, scale, sampling_ratio, aligned)
     return tf.cast(_unflatten(pooled, rois, feats.shape[-1]), out_dtype)
@@ -415,7 +404,7 @@ def ps_roi_align(features, rois, output_size, spatial_scale=1.0, sampling_ratio=
             f"got shape {tuple(feats.shape)}"
         )
     depth = None if channels is None else channels // (ph * pw)
-    rois = _rois(rois, feats)
+    rois = rois_tensor(rois, feats)
     boxes, indices = _flatten_rois(rois)
 
     groups = _position_groups(feats, ph, pw)
@@ -444,6 +433,13 @@ def _levels_of_strides(strides):
     return levels
 
 
+def _check_canonical(canonical_scale, canonical_level):
+    """Checks FPN's level assignment settings: a positive number `canonical_scale`, an int `canonical_level`."""
+    if isinstance(canonical_scale, bool) or not isinstance(canonical_scale, (int, float)) or canonical_scale <= 0:
+        raise ValueError(f"`canonical_scale` must be a positive number; got {canonical_scale!r}")
+    check_int(canonical_level, "canonical_level")
+
+
 def assign_fpn_levels(rois, min_level, max_level, canonical_scale=224.0, canonical_level=4) -> tf.Tensor:
     """FPN level of each roi (Lin et al., 2017, eq. 1): `floor(k0 + log2(sqrt(w * h) / 224))`, clamped.
 
@@ -463,16 +459,14 @@ def assign_fpn_levels(rois, min_level, max_level, canonical_scale=224.0, canonic
         >>> assign_fpn_levels([[0., 0., 224., 224.], [0., 0., 32., 32.]], 2, 5).numpy()
         array([4, 2], dtype=int32)
     """
-    for name, v in (("min_level", min_level), ("max_level", max_level), ("canonical_level", canonical_level)):
+    for name, v in (("min_level", min_level), ("max_level", max_level)):
         check_int(v, name)
+    _check_canonical(canonical_scale, canonical_level)
     if min_level > max_level:
         raise ValueError(f"`min_level` must be <= `max_level`; got {min_level} > {max_level}")
-    if isinstance(canonical_scale, bool) or not isinstance(canonical_scale, (int, float)) or canonical_scale <= 0:
-        raise ValueError(f"`canonical_scale` must be a positive number; got {canonical_scale!r}")
     r = as_float_tensor(rois, "rois")
     check_last_dim(r, "rois", 4, "[..., 4] (x1, y1, x2, y2)")
-    x1, y1, x2, y2 = tf.unstack(r, 4, axis=-1)
-    size = tf.sqrt(tf.maximum(x2 - x1, 0.0) * tf.maximum(y2 - y1, 0.0))
+    size = tf.sqrt(area(r))
     raw = tf.floor(float(canonical_level) + tf.math.log(size / float(canonical_scale)) / math.log(2.0) + 1e-6)
     raw = tf.where(size > 0, raw, float(min_level))
     return tf.cast(tf.clip_by_value(raw, float(min_level), float(max_level)), tf.int32)
@@ -527,7 +521,7 @@ def multilevel_roi_align(
         raise ValueError(
             f"`features` maps must have the same number of channels; got shapes {[tuple(m.shape) for m in maps]}"
         )
-    r = _rois(rois, maps[0])
+    r = rois_tensor(rois, maps[0])
     boxes, indices = _flatten_rois(r)
     level = assign_fpn_levels(boxes, min(levels), max(levels), canonical_scale, canonical_level)
     slot = level - min(levels)

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from kerasdet.ops._checks import output_size_pair, positive_ints, positive_scale
+from kerasdet.ops._checks import output_size_pair, positive_ints, positive_scale, rois_tensor
+from kerasdet.ops._roi_align import _position_groups
+from kerasdet.ops.boxes import padding_rows
 
 __all__ = ["roi_pool", "ps_roi_pool", "spatial_pyramid_pool"]
 
@@ -52,27 +54,6 @@ def _features_tensor(features, name="features") -> tf.Tensor:
     return features
 
 
-def _rois_tensor(rois, features, name="rois") -> tf.Tensor:
-    if not isinstance(rois, (tf.Tensor, tf.Variable)):
-        try:
-            rois = tf.convert_to_tensor(rois)
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"`{name}` must be a float tensor [B, R, 4]; got {type(rois).__name__}") from err
-    if not (rois.dtype.is_floating or rois.dtype.is_integer):
-        raise TypeError(f"`{name}` must hold numbers, a tensor [B, R, 4]; got dtype {rois.dtype.name}")
-    shape = rois.shape
-    if shape.rank is not None and (shape.rank != 3 or (shape[-1] is not None and shape[-1] != 4)):
-        raise ValueError(f"`{name}` must have shape [B, R, 4] (x1, y1, x2, y2); got shape {tuple(shape)}")
-    fb = features.shape[0] if features.shape.rank is not None else None
-    rb = shape[0] if shape.rank is not None else None
-    if fb is not None and rb is not None and fb != rb:
-        raise ValueError(
-            f"`{name}` must have the batch size of `features`: got rois shape {tuple(shape)} "
-            f"and features shape {tuple(features.shape)}"
-        )
-    return tf.cast(rois, tf.float32)
-
-
 # --------------------------------------------------------------------------- quantisation
 
 
@@ -86,7 +67,7 @@ def _round_half_away(x: tf.Tensor) -> tf.Tensor:
 
 def _roi_corners(rois: tf.Tensor, spatial_scale: float):
     """Scaled, rounded corners `(x1, y1, x2, y2)` each `[B, R]` float32, and a `[B, R]` mask of usable rois."""
-    padding = tf.reduce_all(tf.equal(rois, -1.0), axis=-1)
+    padding = padding_rows(rois)
     scaled = rois * tf.constant(spatial_scale, tf.float32)
     finite = tf.reduce_all(tf.math.is_finite(scaled), axis=-1)
     usable = tf.logical_and(tf.logical_not(padding), finite)
@@ -305,7 +286,7 @@ def roi_pool(features, rois, output_size, spatial_scale=1.0) -> tf.Tensor:
                [13., 15.]], dtype=float32)
     """
     features = _features_tensor(features)
-    rois = _rois_tensor(rois, features)
+    rois = rois_tensor(rois, features)
     ph, pw = output_size_pair(output_size)
     scale = positive_scale(spatial_scale)
     rows, cols = _roi_bins(features, rois, ph, pw, scale, plus_one=True)
@@ -341,7 +322,7 @@ def spatial_pyramid_pool(features, rois, levels=(1, 2, 4), spatial_scale=1.0) ->
         array([[15.,  5.,  7., 13., 15.]], dtype=float32)
     """
     features = _features_tensor(features)
-    rois = _rois_tensor(rois, features)
+    rois = rois_tensor(rois, features)
     levels = positive_ints(levels, "levels")
     scale = positive_scale(spatial_scale)
     grids = [_roi_bins(features, rois, lv, lv, scale, plus_one=True) for lv in levels]
@@ -385,7 +366,7 @@ def ps_roi_pool(features, rois, output_size, spatial_scale=1.0) -> tf.Tensor:
         TensorShape([1, 1, 2, 2, 3])
     """
     features = _features_tensor(features)
-    rois = _rois_tensor(rois, features)
+    rois = rois_tensor(rois, features)
     ph, pw = output_size_pair(output_size)
     scale = positive_scale(spatial_scale)
     bins = ph * pw
@@ -400,11 +381,10 @@ def ps_roi_pool(features, rois, output_size, spatial_scale=1.0) -> tf.Tensor:
     batch, height, width = shape[0], shape[1], shape[2]
     depth = shape[3] // bins
 
-    # summed-area table per bin position: [ph * pw, B, H + 1, W + 1, D], float64
-    grouped = tf.reshape(features, [batch, height, width, depth, bins])
-    grouped = tf.cast(tf.transpose(grouped, [4, 0, 1, 2, 3]), tf.float64)
-    sat = tf.cumsum(tf.cumsum(grouped, axis=2), axis=3)
-    sat = tf.pad(sat, [[0, 0], [0, 0], [1, 0], [1, 0], [0, 0]])
+    # summed-area table per bin position and image: [ph * pw * B, H + 1, W + 1, D], float64
+    grouped = tf.cast(_position_groups(features, ph, pw), tf.float64)
+    sat = tf.cumsum(tf.cumsum(grouped, axis=1), axis=2)
+    sat = tf.pad(sat, [[0, 0], [1, 0], [1, 0], [0, 0]])
     sat = tf.reshape(sat, [-1, depth])
 
     h1 = tf.cast(height + 1, tf.int64)

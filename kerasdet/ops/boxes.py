@@ -32,6 +32,13 @@ def area(boxes) -> tf.Tensor:
     return tf.maximum(x2 - x1, 0.0) * tf.maximum(y2 - y1, 0.0)
 
 
+def padding_rows(boxes: tf.Tensor) -> tf.Tensor:
+    """Bool `[...]`: True for the rows of a float `[..., 4]` tensor that are all -1, the padding of
+    padded box sets (proposals, rois, anchors). No conversion or check: pass a tensor.
+    """
+    return tf.reduce_all(tf.equal(boxes, -1.0), axis=-1)
+
+
 def _intersection_union(b1, b2, aligned):
     if aligned:
         a1, a2 = b1, b2

@@ -10,7 +10,8 @@ import numbers
 import tensorflow as tf
 
 from kerasdet.ops._checks import as_float_tensor, check_last_dim, check_rank
-from kerasdet.ops.boxes import iou
+from kerasdet.ops._reduce import first_index_of_max
+from kerasdet.ops.boxes import iou, padding_rows
 
 POSITIVE = 1
 NEGATIVE = 0
@@ -41,16 +42,6 @@ def validate_thresholds(thresholds, match_values):
             raise ValueError(f"`match_values` must hold -1 (ignore), 0 (negative) or 1 (positive); got {match_values!r}")
         out_v.append(int(v))
     return out_t, out_v
-
-
-def _first_index_of_max(values, maxima, axis, size):
-    """Lowest index along `axis` where `values == maxima` (deterministic argmax; `size` if none)."""
-    positions = tf.range(size, dtype=tf.int32)
-    shape = [1] * values.shape.rank
-    shape[axis] = -1
-    positions = tf.reshape(positions, shape)
-    hits = tf.where(values == tf.expand_dims(maxima, axis), positions, size)
-    return tf.reduce_min(hits, axis=axis)
 
 
 def match_boxes(
@@ -128,7 +119,7 @@ def match_boxes(
     has_gt = tf.reduce_any(valid_gt, axis=1)[:, None]  # [B, 1]
 
     best_iou = tf.reduce_max(ious, axis=2)  # [B, A]; -1 or -inf without valid gt
-    best_gt = _first_index_of_max(ious, best_iou, 2, num_gt)
+    best_gt = first_index_of_max(ious, best_iou, 2, num_gt)
     matched_iou = tf.where(has_gt, best_iou, 0.0)
     matched_idx = tf.where(has_gt, best_gt, -1)
 
@@ -143,7 +134,7 @@ def match_boxes(
             tied = (ious == gt_best[:, None, :]) & eligible[:, None, :]
             states = tf.where(tf.reduce_any(tied, axis=2), tf.constant(POSITIVE, tf.int32), states)
         else:
-            best_anchor = _first_index_of_max(ious, gt_best, 1, num_anchors)  # [B, M]
+            best_anchor = first_index_of_max(ious, gt_best, 1, num_anchors)  # [B, M]
             anchor_ids = tf.range(num_anchors, dtype=tf.int32)[None, :, None]
             chosen = (anchor_ids == best_anchor[:, None, :]) & eligible[:, None, :]  # [B, A, M]
             gt_ids = tf.range(num_gt, dtype=tf.int32)[None, None, :]
@@ -154,7 +145,7 @@ def match_boxes(
             matched_iou = tf.where(forced, forced_iou, matched_iou)
             states = tf.where(forced, tf.constant(POSITIVE, tf.int32), states)
 
-    padded = tf.reduce_all(tf.equal(batched, -1.0), axis=-1)  # [B or 1, A]
+    padded = padding_rows(batched)  # [B or 1, A]
     padded = tf.broadcast_to(padded, tf.shape(states))
     states = tf.where(padded, tf.constant(IGNORE, tf.int32), states)
     matched_idx = tf.where(padded, -1, matched_idx)

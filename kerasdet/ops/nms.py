@@ -52,6 +52,9 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
+from kerasdet.ops._checks import check_rank
+from kerasdet.ops._reduce import first_index_of_max
+
 __all__ = ["non_max_suppression", "batched_non_max_suppression", "check_nms_options"]
 
 # Ranks are handed to the batched kernel as float32 scores; they stay exact below 2**24.
@@ -106,11 +109,6 @@ def _to_float32(name, value):
     return tf.cast(tensor, tf.float32)
 
 
-def _check_ranks(name, tensor, ranks, expected):
-    if tensor.shape.rank not in ranks:
-        raise ValueError(f"`{name}` must have shape {expected}, got shape {tensor.shape}.")
-
-
 def _shape_check(condition_parts, message):
     """Static check when all dims are known, runtime assertion otherwise."""
     static = []
@@ -149,6 +147,31 @@ def _finite_scores(scores):
     return tf.where(tf.math.is_nan(scores), tf.constant(-np.inf, tf.float32), scores)
 
 
+def _nms_v5(boxes, scores, max_output_size, iou_threshold, score_threshold, soft_nms_sigma, pad):
+    """TensorFlow's `NonMaxSuppressionV5` kernel on the CPU (see the module docstring).
+
+    Args:
+        boxes: float32 `[N, 4]`, already passed through `_zero_area_if_inverted`.
+        scores: float32 `[N]`.
+        max_output_size: int or int32 scalar.
+        iou_threshold, score_threshold, soft_nms_sigma: Python floats (rounded to float32 here).
+        pad: `pad_to_max_output_size`.
+
+    Returns:
+        `(selected_indices, selected_scores, valid_outputs)` as the kernel gives them.
+    """
+    with tf.device(_KERNEL_DEVICE):
+        return tf.raw_ops.NonMaxSuppressionV5(
+            boxes=boxes,
+            scores=scores,
+            max_output_size=tf.cast(max_output_size, tf.int32),
+            iou_threshold=tf.constant(iou_threshold, tf.float32),
+            score_threshold=tf.constant(score_threshold, tf.float32),
+            soft_nms_sigma=tf.constant(soft_nms_sigma, tf.float32),
+            pad_to_max_output_size=pad,
+        )
+
+
 # ----------------------------------------------------------------------------- single set
 
 
@@ -184,8 +207,8 @@ def non_max_suppression(boxes, scores, iou_threshold=0.5, score_threshold=float(
     max_output_size = _check_count("max_output_size", max_output_size, minimum=0, allow_none=True)
     boxes = _to_float32("boxes", boxes)
     scores = _to_float32("scores", scores)
-    _check_ranks("boxes", boxes, (2,), "[N, 4]")
-    _check_ranks("scores", scores, (1,), "[N]")
+    check_rank(boxes, "boxes", (2,), "[N, 4]")
+    check_rank(scores, "scores", (1,), "[N]")
     n_boxes, four = _dims(boxes)
     (n_scores,) = _dims(scores)
     checks = _shape_check([(four, 4)], f"`boxes` must have shape [N, 4], got shape {boxes.shape}.")
@@ -196,16 +219,7 @@ def non_max_suppression(boxes, scores, iou_threshold=0.5, score_threshold=float(
     with tf.control_dependencies(checks):
         boxes = _zero_area_if_inverted(boxes)
     limit = n_boxes if max_output_size is None else max_output_size
-    with tf.device(_KERNEL_DEVICE):
-        selected, _, _ = tf.raw_ops.NonMaxSuppressionV5(
-            boxes=boxes,
-            scores=scores,
-            max_output_size=tf.cast(limit, tf.int32),
-            iou_threshold=tf.constant(iou_threshold, tf.float32),
-            score_threshold=tf.constant(score_threshold, tf.float32),
-            soft_nms_sigma=tf.constant(0.0, tf.float32),
-            pad_to_max_output_size=False,
-        )
+    selected, _, _ = _nms_v5(boxes, scores, limit, iou_threshold, score_threshold, 0.0, pad=False)
     return selected
 
 
@@ -342,16 +356,7 @@ def _soft_rows(row_scores, row_boxes, per_row, iou_threshold, score_threshold, s
 
     def one_row(args):
         scores, boxes = args
-        with tf.device(_KERNEL_DEVICE):
-            idx, rescored, count = tf.raw_ops.NonMaxSuppressionV5(
-                boxes=boxes,
-                scores=scores,
-                max_output_size=tf.constant(per_row, tf.int32),
-                iou_threshold=tf.constant(iou_threshold, tf.float32),
-                score_threshold=tf.constant(score_threshold, tf.float32),
-                soft_nms_sigma=tf.constant(sigma, tf.float32),
-                pad_to_max_output_size=True,
-            )
+        idx, rescored, count = _nms_v5(boxes, scores, per_row, iou_threshold, score_threshold, sigma, pad=True)
         used = tf.range(per_row) < count
         return tf.where(used, idx, -1), tf.where(used, rescored, -np.inf)
 
@@ -368,11 +373,11 @@ def _soft_rows(row_scores, row_boxes, per_row, iou_threshold, score_threshold, s
 def _check_batched_inputs(boxes, scores, labels):
     boxes = _to_float32("boxes", boxes)
     scores = _to_float32("scores", scores)
-    _check_ranks("boxes", boxes, (3, 4), "[B, N, 4] or [B, N, C, 4]")
+    check_rank(boxes, "boxes", (3, 4), "[B, N, 4] or [B, N, C, 4]")
     if labels is None:
-        _check_ranks("scores", scores, (3,), "[B, N, C]")
+        check_rank(scores, "scores", (3,), "[B, N, C]")
     else:
-        _check_ranks("scores", scores, (2,), "[B, N] (with `labels`)")
+        check_rank(scores, "scores", (2,), "[B, N] (with `labels`)")
         if boxes.shape.rank != 3:
             raise ValueError(f"with `labels`, `boxes` must have shape [B, N, 4], got shape {boxes.shape}.")
     box_dims = _dims(boxes)
@@ -419,8 +424,7 @@ def _best_class(scores):
     """The best score of each box and its class (lowest class index among equal maxima)."""
     best = tf.reduce_max(scores, axis=-1)
     num_classes = tf.shape(scores)[-1]
-    classes = tf.range(num_classes)
-    label = tf.reduce_min(tf.where(scores == best[..., None], classes, num_classes), axis=-1)
+    label = first_index_of_max(scores, best, -1, num_classes)
     return best, tf.minimum(label, num_classes - 1)
 
 
