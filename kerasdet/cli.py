@@ -23,6 +23,8 @@ import shlex
 import sys
 import time
 
+from kerasdet.metrics.coco import DETECTION_STATS as METRIC_KEYS  # the COCO keys a card's metrics hold
+
 
 def _quiet_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -46,8 +48,14 @@ ARCHS = ("retinanet-compact", "retinanet-compact-giou", "retinanet-resnet50")
 
 # -- datasets -------------------------------------------------------------------------------------------
 
-def open_dataset(spec: str, split: str, images: int | None, image_size: int, with_masks=False):
-    """Returns (unbatched tf.data of (image, targets), class_names, coco_gt or None) for a dataset spec."""
+def open_dataset(spec: str, split: str, images: int | None, image_size: int):
+    """Returns (unbatched tf.data of (image, targets), class_names, make_coco_gt or None) for a dataset spec.
+
+    `make_coco_gt()` builds the COCO ground-truth dict of the embedded dataset (masks and all) when
+    called; other datasets give None (their ground truth comes from the collected targets).
+    """
+    import functools
+
     from kerasdet.data import CocoDataset, VocDataset, YoloTxtDataset, synthetic
 
     kind, _, rest = spec.partition(":")
@@ -56,11 +64,11 @@ def open_dataset(spec: str, split: str, images: int | None, image_size: int, wit
         if split not in synthetic.SPLIT_SEEDS:
             raise SystemExit(f"kerasdet: unknown synthetic split {split!r}; use one of {sorted(synthetic.SPLIT_SEEDS)}")
         n = images or 500
-        ds = synthetic.dataset(split, n, image_size, with_masks=with_masks, with_keypoints=False)
-        return ds, list(synthetic.class_names()), synthetic.as_coco(split, n, image_size)
+        ds = synthetic.dataset(split, n, image_size, with_masks=False, with_keypoints=False)
+        return ds, list(synthetic.class_names()), functools.partial(synthetic.as_coco, split, n, image_size)
     if kind == "coco":
         ann, _, root = rest.partition(":")
-        reader = CocoDataset(ann, root or str(pathlib.Path(ann).parent), with_masks=with_masks, with_keypoints=False)
+        reader = CocoDataset(ann, root or str(pathlib.Path(ann).parent), with_masks=False, with_keypoints=False)
     elif kind == "voc":
         root, _, vsplit = rest.partition(":")
         reader = VocDataset(root, split=vsplit or "trainval")
@@ -80,7 +88,7 @@ def open_dataset(spec: str, split: str, images: int | None, image_size: int, wit
 def load_model(spec: str, num_classes=None):
     """A zoo name or a training-run folder -> (compiled model, description dict)."""
     import kerasdet.zoo as zoo
-    from kerasdet.zoo import registry, weights as weights_io
+    from kerasdet.zoo import registry
 
     if spec in zoo.list():
         return zoo.load(spec, num_classes=num_classes), zoo.card(spec)
@@ -89,9 +97,7 @@ def load_model(spec: str, num_classes=None):
     if not meta_path.is_file():
         raise SystemExit(f"kerasdet: {spec!r} is neither a zoo model ({zoo.list()}) nor a run folder with model.json")
     meta = json.loads(meta_path.read_text())
-    model = registry.build(meta)
-    weights_io.load_into(model, folder / meta["weights"], None, what=f"run {folder}")
-    return model, meta
+    return registry.build(meta, num_classes=num_classes, weights=folder / meta["weights"], what=f"run {folder}"), meta
 
 
 # -- commands -------------------------------------------------------------------------------------------
@@ -107,31 +113,21 @@ def cmd_list(args):
     return 0
 
 
-def _previous_run(args):
-    """The `model.json` of the run folder this run started from, or None (a zoo model, or no --init-from)."""
-    if args.init_from:
-        previous = pathlib.Path(args.init_from) / "model.json"
-        if previous.is_file():
-            return json.loads(previous.read_text())
-    return None
-
-
-def _train_command(args):
-    """This run's command line, preceded by the commands of the run it started from (so a card shows every stage)."""
-    previous = _previous_run(args)
-    return args.command_line if previous is None else previous["train_command"] + " && " + args.command_line
-
-
-def _train_seconds(args, seconds):
-    """Training time of every stage so far: this run's plus that of the run it started from."""
-    previous = _previous_run(args)
-    return round(seconds + (previous or {}).get("train_seconds", 0.0), 1)
+def _stages(args, stage_seconds):
+    """(train_command, train_seconds) of every stage so far: those of the run folder this run started
+    from (--init-from), if any, followed by this run's (so a card shows every stage)."""
+    command, seconds = args.command_line, stage_seconds
+    previous = pathlib.Path(args.init_from) / "model.json" if args.init_from else None
+    if previous is not None and previous.is_file():
+        meta = json.loads(previous.read_text())
+        command = meta["train_command"] + " && " + command
+        seconds += meta.get("train_seconds", 0.0)
+    return command, round(seconds, 1)
 
 
 def cmd_train(args):
     _quiet_tensorflow()
     import keras
-    import tensorflow as tf
 
     from kerasdet.data import DetectionAugmenter, prepare
     from kerasdet.zoo import weights as weights_io
@@ -170,6 +166,8 @@ def cmd_train(args):
     start = time.time()
     model.fit(train, epochs=args.epochs, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
     weights_name = "model.weights.h5"
+    stage_seconds = round(time.time() - start, 1)
+    train_command, train_seconds = _stages(args, stage_seconds)
     weights_io.save_model_weights(model, out / weights_name, args.image_size)
     meta = {
         "family": "retinanet",
@@ -179,9 +177,9 @@ def cmd_train(args):
         "image_size": args.image_size,
         "weights": weights_name,
         "sha256": weights_io.sha256_of(out / weights_name),
-        "train_command": _train_command(args),
-        "train_seconds": _train_seconds(args, time.time() - start),
-        "stage_seconds": round(time.time() - start, 1),
+        "train_command": train_command,
+        "train_seconds": train_seconds,
+        "stage_seconds": stage_seconds,
         "dataset": {"name": args.dataset, "train_images": count},
     }
     (out / "model.json").write_text(json.dumps(meta, indent=1))
@@ -241,22 +239,33 @@ def _coco_results(detections):
     return results
 
 
-METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
-
-
-def evaluate_model(model, dataset_spec, images, image_size, batch_size=8, split="test"):
-    """COCO and VOC metrics of `model` on a dataset: (metrics dict, coco stats, voc stats)."""
+def _evaluate(model, dataset_spec, images, image_size, batch_size, split, progress_label):
+    """Runs and scores `model` on a dataset: (metrics dict, coco stats, voc stats, images, detections)."""
     from kerasdet.metrics import coco_evaluate, voc_evaluate
 
-    ds, class_names, gt = open_dataset(dataset_spec, split, images, image_size)
-    _, targets, detections = _collect(model, ds, batch_size, image_size, "evaluate")
-    if gt is None:
-        gt = _coco_from_targets(targets, image_size, class_names)
+    ds, class_names, make_gt = open_dataset(dataset_spec, split, images, image_size)
+    images, targets, detections = _collect(model, ds, batch_size, image_size, progress_label)
+    gt = make_gt() if make_gt is not None else _coco_from_targets(targets, image_size, class_names)
     coco = coco_evaluate(gt, _coco_results(detections), iou_type="bbox")
     voc = voc_evaluate(targets, detections, iou_threshold=0.5, num_classes=len(class_names), class_names=class_names)
     metrics = {k: round(float(coco[k]), 4) for k in METRIC_KEYS}
     metrics["VOC_mAP"] = round(float(voc["mAP"]), 4)
-    return metrics, coco, voc
+    return metrics, coco, voc, images, detections
+
+
+def evaluate_model(model, dataset_spec, images, image_size, batch_size=8, split="test"):
+    """COCO and VOC metrics of `model` on a dataset: (metrics dict, coco stats, voc stats)."""
+    return _evaluate(model, dataset_spec, images, image_size, batch_size, split, "evaluate")[:3]
+
+
+def _save_annotated(path, image, detections, names, min_score, scale):
+    """Draws the detections scoring at least `min_score` on `image` and writes a PNG."""
+    from kerasdet import visualize
+
+    keep = detections["scores"] >= min_score
+    drawn = visualize.draw_detections(image, detections["boxes"][keep], detections["labels"][keep],
+                                      detections["scores"][keep], names, scale=scale, thickness=2)
+    visualize.save_png(path, drawn)
 
 
 def cmd_evaluate(args):
@@ -290,7 +299,6 @@ def cmd_predict(args):
     import numpy as np
     import tensorflow as tf
 
-    from kerasdet import visualize
     from kerasdet.data import to_rgb
 
     model, meta = load_model(args.model)
@@ -314,10 +322,7 @@ def cmd_predict(args):
         records = [(f"image_{i:04d}", im, d) for i, (im, d) in enumerate(zip(images, detections))]
     summary = []
     for stem, image, d in records:
-        keep = d["scores"] >= args.min_score
-        drawn = visualize.draw_detections(image, d["boxes"][keep], d["labels"][keep], d["scores"][keep], names,
-                                          scale=2 if max(image.shape[:2]) <= 400 else 1, thickness=2)
-        visualize.save_png(out / f"{stem}.png", drawn)
+        _save_annotated(out / f"{stem}.png", image, d, names, args.min_score, scale=2 if max(image.shape[:2]) <= 400 else 1)
         summary.append({"image": stem, "detections": [
             {"box_xyxy": [round(float(v), 2) for v in b], "score": round(float(s), 4), "label": int(l), "name": names[int(l)]}
             for b, s, l in zip(d["boxes"], d["scores"], d["labels"])]})
@@ -346,8 +351,7 @@ def cmd_release(args):
     folder = pathlib.Path(args.zoo_dir) / args.name
     folder.mkdir(parents=True, exist_ok=True)
     weights_name = f"{args.name}.weights.h5"
-    model = registry.build(meta)
-    weights_io.load_into(model, run / meta["weights"], meta["sha256"], what=f"run {run}")
+    model = registry.build(meta, compile=False, weights=run / meta["weights"], sha256=meta["sha256"], what=f"run {run}")
     # re-saved without optimizer state (older runs stored it): the same model variables, a smaller file
     weights_io.save_model_weights(model, folder / weights_name, meta["image_size"])
     sha = weights_io.sha256_of(folder / weights_name)
@@ -377,28 +381,20 @@ def cmd_release(args):
 def cmd_demo(args):
     """The README's main job: the released RetinaNet on validation images: metrics table and annotated images."""
     _quiet_tensorflow()
-    from kerasdet import visualize
-    from kerasdet.metrics import coco_evaluate, format_summary, plot_precision_recall, voc_evaluate
+    from kerasdet.metrics import format_summary, plot_precision_recall
 
     model, meta = load_model(args.model)
     size = meta["image_size"]
     names = meta["class_names"]
     print(f"[demo] {args.model}: {meta['family']} trained by `{meta['train_command']}`")
-    ds, _, gt = open_dataset("synthetic:val", "val", args.images, size)
-    images, targets, detections = _collect(model, ds, args.batch_size, size, "demo")
-    coco = coco_evaluate(gt, _coco_results(detections))
-    voc = voc_evaluate(targets, detections, num_classes=len(names), class_names=names)
+    _, coco, voc, images, detections = _evaluate(model, "synthetic:val", args.images, size, args.batch_size, "val", "demo")
     print(f"[demo] COCO metrics on {len(images)} validation images of the embedded dataset (kerasdet.metrics):")
     print(format_summary(coco))
     print(f"  VOC mAP@0.5 = {voc['mAP']:.3f}")
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for i in range(min(args.annotate, len(images))):
-        d = detections[i]
-        keep = d["scores"] >= args.min_score
-        drawn = visualize.draw_detections(images[i], d["boxes"][keep], d["labels"][keep], d["scores"][keep], names,
-                                          scale=2, thickness=2)
-        visualize.save_png(out / f"val_{i:03d}.png", drawn)
+        _save_annotated(out / f"val_{i:03d}.png", images[i], detections[i], names, args.min_score, scale=2)
     plot_precision_recall(coco, out / "pr_curve.png")
     print(f"[demo] wrote {min(args.annotate, len(images))} annotated images (score >= {args.min_score}) and "
           f"pr_curve.png to {out}/")

@@ -56,6 +56,9 @@ def test_train_then_evaluate_and_export_a_run(tmp_path):
     assert cli.main(["evaluate", "--model", str(run), "--images", "4", "--out", str(tmp_path / "eval")]) == 0
     assert cli.main(["export", "--model", str(run), "--out", str(tmp_path / "serving" / "1")]) == 0
     assert (tmp_path / "serving" / "1" / "saved_model.pb").exists()
+    # a run folder with another class count: the class head is rebuilt, the rest keeps the run's weights
+    tuned, _ = cli.load_model(str(run), num_classes=3)
+    assert tuned.num_classes == 3 and all("class_head_out" in p for p in tuned.reinitialised_weights)
     # a second stage started from the run: the card-to-be lists both commands and both stages' time
     stage2 = tmp_path / "run2"
     assert cli.main(["train", "--init-from", str(run), "--dataset", "synthetic", "--train-images", "8", "--epochs", "1",

@@ -17,16 +17,10 @@ def _decode_batch(encoded):
         return tf.io.decode_image(data, channels=3, expand_animations=False)
 
     def decode_all():
-        shapes = tf.map_fn(lambda d: tf.shape(decode(d))[:2], encoded, fn_output_signature=tf.TensorSpec([2], tf.int32))
-        max_hw = tf.reduce_max(shapes, axis=0)
-
-        def decode_padded(data):
-            image = decode(data)
-            pad_h = max_hw[0] - tf.shape(image)[0]
-            pad_w = max_hw[1] - tf.shape(image)[1]
-            return tf.pad(image, [[0, pad_h], [0, pad_w], [0, 0]])
-
-        return tf.map_fn(decode_padded, encoded, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+        # each image decoded once into a ragged batch [B, (H), (W), 3]; to_tensor() pads with 0 at the end of each row and column
+        ragged = tf.map_fn(lambda data: tf.RaggedTensor.from_tensor(decode(data), ragged_rank=1), encoded,
+                           fn_output_signature=tf.RaggedTensorSpec([None, None, 3], tf.uint8, ragged_rank=1))
+        return ragged.to_tensor()
 
     # map_fn cannot stack zero images of unknown size: an empty request gives an empty [0, 0, 0, 3] batch
     return tf.cond(tf.size(encoded) > 0, decode_all, lambda: tf.zeros([0, 0, 0, 3], tf.uint8))
@@ -75,7 +69,7 @@ def saved_model(model, path, overwrite: bool = False) -> pathlib.Path:
     archive.track(model)
     archive.add_endpoint(
         name="serving_default",
-        fn=lambda images: detect(images),
+        fn=detect,
         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
     )
     archive.add_endpoint(

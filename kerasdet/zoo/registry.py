@@ -89,8 +89,7 @@ def family_class(family: str):
     return getattr(importlib.import_module(module), cls)
 
 
-def build(model_card: dict, num_classes: int | None = None, compile: bool = True):  # noqa: A002
-    """Builds (unweighted, built and, by default, compiled) the model a card describes, optionally with another class count."""
+def _instantiate(model_card: dict, num_classes: int | None):
     cls = family_class(model_card["family"])
     config = copy.deepcopy(model_card["config"])
     if num_classes is not None:
@@ -98,6 +97,28 @@ def build(model_card: dict, num_classes: int | None = None, compile: bool = True
         config.pop("class_names", None)
     model = cls.from_config(config)
     model.build_for_size(model_card["image_size"])
+    return model
+
+
+def build(model_card: dict, num_classes: int | None = None, compile: bool = True, weights=None,  # noqa: A002
+          sha256: str | None = None, what: str = "model"):
+    """Builds the model a card (or a training run's model.json) describes: built, with `weights` loaded
+    when given (sha256-checked when `sha256` is given) and, by default, compiled.
+
+    With `num_classes` other than the card's, the class-specific head is rebuilt for that many classes
+    and every other layer keeps the loaded weights; `model.reinitialised_weights` lists the variables
+    that did not.
+
+    Example:
+        >>> model = kerasdet.zoo.build(kerasdet.zoo.card("retinanet_resnet18_shapes"), num_classes=3)
+    """
+    model = _instantiate(model_card, None)
+    if weights is not None:  # before compile(): weight files hold no optimizer state
+        weights_io.load_into(model, weights, sha256, what=what)
+    if num_classes is not None and num_classes != model_card["num_classes"]:
+        tuned = _instantiate(model_card, num_classes)
+        tuned.reinitialised_weights = weights_io.transfer_matching(model, tuned)
+        model = tuned
     if compile:
         model.compile()
     return model
@@ -124,16 +145,7 @@ def load(name: str, weights="default", num_classes: int | None = None):
     model_card = card(name)
     if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
         raise ValueError(f"`num_classes` must be a positive int or None; got {num_classes!r}")
-    model = build(model_card, compile=False)  # weights first: zoo files hold no optimizer state
+    sha256 = None
     if weights == "default":
-        path = _folder(name) / model_card["weights"]
-        weights_io.load_into(model, path, model_card["sha256"], what=f"zoo model {name!r}")
-    elif weights is not None:
-        weights_io.load_into(model, weights, None, what=f"zoo model {name!r}")
-    if num_classes is None or num_classes == model_card["num_classes"]:
-        model.compile()
-        return model
-    tuned = build(model_card, num_classes=num_classes)
-    skipped = weights_io.transfer_matching(model, tuned)
-    tuned.reinitialised_weights = skipped
-    return tuned
+        weights, sha256 = _folder(name) / model_card["weights"], model_card["sha256"]
+    return build(model_card, num_classes=num_classes, weights=weights, sha256=sha256, what=f"zoo model {name!r}")

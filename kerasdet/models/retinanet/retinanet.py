@@ -224,14 +224,12 @@ class RetinaNet(Detector):
 
         matched_boxes = tf.gather(gt_boxes, index, batch_dims=1)
         weight = tf.cast(positive, tf.float32)
+        # non-positive anchors get their own box as target (weight 0): finite deltas, no NaN gradients
+        safe_target = tf.where(positive[..., None], matched_boxes, tf.broadcast_to(anchors, tf.shape(matched_boxes)))
         if isinstance(self.box_loss, GIoULoss):
-            decoded = self.coder.decode(anchors, raw["box_deltas"])
-            safe_target = tf.where(positive[..., None], matched_boxes, tf.broadcast_to(anchors, tf.shape(matched_boxes)))
-            box_loss = self.box_loss(safe_target, decoded, sample_weight=weight)
+            box_loss = self.box_loss(safe_target, self.coder.decode(anchors, raw["box_deltas"]), sample_weight=weight)
         else:
-            safe_target = tf.where(positive[..., None], matched_boxes, tf.broadcast_to(anchors, tf.shape(matched_boxes)))
-            deltas = self.coder.encode(anchors, safe_target)
-            box_loss = self.box_loss(deltas, raw["box_deltas"], sample_weight=weight)
+            box_loss = self.box_loss(self.coder.encode(anchors, safe_target), raw["box_deltas"], sample_weight=weight)
         return {"class_loss": class_loss / num_positive, "box_loss": box_loss / num_positive}
 
     def decode_candidates(self, raw, images):
