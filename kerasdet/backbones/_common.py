@@ -134,3 +134,32 @@ def build_keras_application(constructor, **kwargs):
             f"Keras downloads them on first use into its cache ($KERAS_HOME/models/, default "
             f"~/.keras/models/); on a machine without network, copy the file there."
         ) from err
+
+
+class FeatureBackbone(keras.Model):
+    """Base of the kerasdet backbones: a functional model whose outputs are the feature maps `levels`.
+
+    Subclasses build the network, set `levels` and `input_shape_arg`, and list their own constructor
+    arguments in `_config_keys`; this class gives `feature_strides` and the config round trip.
+    """
+
+    _config_keys: tuple = ()
+
+    @property
+    def feature_strides(self) -> dict:
+        """Stride of each output, e.g. `{"C3": 8, "C4": 16, "C5": 32}`."""
+        return {level: LEVEL_STRIDES[level] for level in self.levels}
+
+    def get_config(self):
+        # weights are not part of the config: they travel in the saved file, and rebuilding from a
+        # config must not download anything
+        config = {key: getattr(self, key) for key in self._config_keys}
+        config.update(levels=list(self.levels), weights=None, input_shape=list(self.input_shape_arg), name=self.name,
+                      trainable=self.trainable)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["input_shape"] = tuple(config.get("input_shape", (None, None, 3)))
+        return cls(**config)

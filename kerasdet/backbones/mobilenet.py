@@ -7,7 +7,7 @@ import warnings
 import keras
 
 from kerasdet.backbones._common import (
-    LEVEL_STRIDES,
+    FeatureBackbone,
     ImagePreprocessing,
     build_keras_application,
     check_input_shape,
@@ -22,7 +22,7 @@ _IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 
 
 @keras.saving.register_keras_serializable(package="kerasdet")
-class MobileNetV2(keras.Model):
+class MobileNetV2(FeatureBackbone):
     """MobileNetV2 feature extractor: a functional model from RGB images to a dict of C-level maps.
 
     Wraps `keras.applications.MobileNetV2(include_top=False)` and returns the outputs of its layers
@@ -66,6 +66,8 @@ class MobileNetV2(keras.Model):
         {'C3': (1, 32, 32, 16), 'C4': (1, 16, 16, 32), 'C5': (1, 8, 8, 1280)}
     """
 
+    _config_keys = ("alpha",)
+
     def __init__(
         self,
         alpha=1.0,
@@ -102,27 +104,4 @@ class MobileNetV2(keras.Model):
         self.input_shape_arg = input_shape
         if weights not in (None, "imagenet"):
             self.load_weights(weights)
-
-    @property
-    def feature_strides(self) -> dict:
-        """Stride of each output, e.g. `{"C3": 8, "C4": 16, "C5": 32}`."""
-        return {level: LEVEL_STRIDES[level] for level in self.levels}
-
-    def get_config(self):
-        # weights are not part of the config: they travel in the saved file, and rebuilding from a
-        # config must not download anything
-        return {
-            "alpha": self.alpha,
-            "levels": list(self.levels),
-            "weights": None,
-            "input_shape": list(self.input_shape_arg),
-            "name": self.name,
-            "trainable": self.trainable,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["input_shape"] = tuple(config.get("input_shape", (None, None, 3)))
-        return cls(**config)
 

@@ -7,7 +7,7 @@ import numbers
 import keras
 
 from kerasdet.backbones._common import (
-    LEVEL_STRIDES,
+    FeatureBackbone,
     ImagePreprocessing,
     build_keras_application,
     check_input_shape,
@@ -106,7 +106,7 @@ def _resnet_features(x, depth, width, last_stage):
 
 
 @keras.saving.register_keras_serializable(package="kerasdet")
-class ResNet(keras.Model):
+class ResNet(FeatureBackbone):
     """ResNet v1 feature extractor: a functional model from RGB images to a dict of C-level maps.
 
     `C2`, `C3`, `C4`, `C5` are the outputs of the stages conv2_x .. conv5_x, at strides 4, 8, 16, 32
@@ -156,6 +156,8 @@ class ResNet(keras.Model):
         {'C3': (1, 32, 32, 32), 'C4': (1, 16, 16, 64), 'C5': (1, 8, 8, 128)}
     """
 
+    _config_keys = ("depth", "width")
+
     def __init__(
         self,
         depth=50,
@@ -196,30 +198,6 @@ class ResNet(keras.Model):
             _copy_keras_applications_weights(self, depth)
         elif weights is not None:
             self.load_weights(weights)
-
-    @property
-    def feature_strides(self) -> dict:
-        """Stride of each output, e.g. `{"C3": 8, "C4": 16, "C5": 32}`."""
-        return {level: LEVEL_STRIDES[level] for level in self.levels}
-
-    def get_config(self):
-        # weights are not part of the config: they travel in the saved file, and rebuilding from a
-        # config must not download anything
-        return {
-            "depth": self.depth,
-            "levels": list(self.levels),
-            "width": self.width,
-            "weights": None,
-            "input_shape": list(self.input_shape_arg),
-            "name": self.name,
-            "trainable": self.trainable,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["input_shape"] = tuple(config.get("input_shape", (None, None, 3)))
-        return cls(**config)
 
 
 def _copy_keras_applications_weights(model, depth):

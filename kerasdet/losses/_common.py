@@ -1,4 +1,5 @@
-"""Helpers shared by the dense detection losses: float32 inputs, shape checks, ignored entries."""
+"""Helpers shared by the dense detection losses: shape and number checks, ignored entries (float32 conversion
+and flag checks are `kerasdet.ops._checks`')."""
 
 from __future__ import annotations
 
@@ -9,14 +10,6 @@ import numpy as np
 import tensorflow as tf
 
 MEAN_REDUCTIONS = ("sum_over_batch_size", "mean")
-
-
-def as_float32(value, name: str) -> tf.Tensor:
-    """`value` as a float32 tensor; TypeError naming `name` for non-numeric input."""
-    t = tf.convert_to_tensor(value)
-    if not (t.dtype.is_floating or t.dtype.is_integer):
-        raise TypeError(f"`{name}` must hold numbers; got a tensor of dtype {t.dtype.name}")
-    return tf.cast(t, tf.float32)
 
 
 def check_same_shape(y_true, y_pred, last_dim=None, hint="[..., K]"):
@@ -45,12 +38,6 @@ def check_number(value, name: str, low=None, high=None, allow_none=False):
     if not ok:
         bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
         raise ValueError(f"`{name}` must be a number {bounds}{' or None' if allow_none else ''}; got {value!r}")
-    return value
-
-
-def check_bool(value, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"`{name}` must be a bool; got {value!r}")
     return value
 
 

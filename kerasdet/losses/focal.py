@@ -6,14 +6,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasdet.losses._common import (
-    DetectionLoss,
-    as_float32,
-    check_bool,
-    check_number,
-    check_same_shape,
-    mean_over_valid,
-)
+from kerasdet.losses._common import DetectionLoss, check_number, check_same_shape, mean_over_valid
+from kerasdet.ops._checks import as_float_tensor, check_bool
 
 _EPSILON = 1e-7  # probabilities are clipped to [eps, 1 - eps] when from_logits=False
 _TINY = 1e-30  # floor of (1 - p_t) under the power: keeps the gradient finite for gamma < 1
@@ -97,11 +91,12 @@ class FocalLoss(DetectionLoss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.alpha = check_number(alpha, "alpha", 0.0, 1.0, allow_none=True)
         self.gamma = check_number(gamma, "gamma", 0.0)
-        self.from_logits = check_bool(from_logits, "from_logits")
+        check_bool(from_logits, "from_logits")
+        self.from_logits = from_logits
 
     def call(self, y_true, y_pred):
-        y_true = as_float32(y_true, "y_true")
-        y_pred = as_float32(y_pred, "y_pred")
+        y_true = as_float_tensor(y_true, "y_true")
+        y_pred = as_float_tensor(y_pred, "y_pred")
         check_same_shape(y_true, y_pred, hint="[..., num_classes]")
         self._check_targets(y_true)
         ignored = y_true < 0.0
@@ -152,7 +147,7 @@ class FocalLoss(DetectionLoss):
         """
         if not self.from_logits:
             raise ValueError("`sum_over_labels` takes logits; this FocalLoss has from_logits=False")
-        x = as_float32(logits, "logits")
+        x = as_float_tensor(logits, "logits")
         labels = tf.convert_to_tensor(labels)
         if not labels.dtype.is_integer:
             raise TypeError(f"`labels` must be integer class indices; got dtype {labels.dtype.name}")

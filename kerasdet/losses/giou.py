@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from kerasdet.losses._common import DetectionLoss, as_float32, check_same_shape, mean_over_valid
+from kerasdet.losses._common import DetectionLoss, check_same_shape, mean_over_valid
+from kerasdet.ops._checks import as_float_tensor
 from kerasdet.ops.boxes import giou
 
 
@@ -51,8 +52,8 @@ class GIoULoss(DetectionLoss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
 
     def call(self, y_true, y_pred):
-        y_true = as_float32(y_true, "y_true")
-        y_pred = as_float32(y_pred, "y_pred")
+        y_true = as_float_tensor(y_true, "y_true")
+        y_pred = as_float_tensor(y_pred, "y_pred")
         check_same_shape(y_true, y_pred, last_dim=4, hint="[..., 4] (x1, y1, x2, y2)")
         padding = tf.reduce_all(tf.equal(y_true, -1.0), axis=-1)
         loss = 1.0 - giou(y_true, y_pred, aligned=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from kerasdet.losses._common import DetectionLoss, as_float32, check_number, check_same_shape
+from kerasdet.losses._common import DetectionLoss, check_number, check_same_shape
+from kerasdet.ops._checks import as_float_tensor
 
 #: Detectron (v1) RetinaNet's and Faster R-CNN's RPN beta (sigma = 3 in the Caffe code).
 DEFAULT_BETA = 1.0 / 9.0
@@ -57,8 +58,8 @@ class SmoothL1Loss(DetectionLoss):
         self.beta = check_number(beta, "beta", 0.0)
 
     def call(self, y_true, y_pred):
-        y_true = as_float32(y_true, "y_true")
-        y_pred = as_float32(y_pred, "y_pred")
+        y_true = as_float_tensor(y_true, "y_true")
+        y_pred = as_float_tensor(y_pred, "y_pred")
         check_same_shape(y_true, y_pred, hint="[..., 4]")
         diff = tf.abs(y_pred - y_true)
         if self.beta == 0.0:
