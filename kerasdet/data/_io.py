@@ -40,6 +40,18 @@ def resolve_inside(root, relative, source, entry):
     return full
 
 
+def read_lines(path, what):
+    """Reads a UTF-8 text file as a list of lines; DatasetError names `path` and `what`
+    (e.g. "label file") when the file is missing or unreadable."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        raise DatasetError(path, f"{what} not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(path, f"cannot read {what}: {e}") from None
+
+
 def to_rgb_uint8(array, path):
     """Converts a decoded image (gray, gray+alpha, BGR, BGRA; 8 or 16 bit) to RGB uint8."""
     if array.dtype == np.uint16:

@@ -5,10 +5,13 @@ covers ``[j, j + 1) x [i, i + 1)``. The tight box of a mask is therefore
 ``[min col, min row, max col + 1, max row + 1]``. COCO run-length encoding counts runs of
 the column-major (Fortran order) flattened mask, starting with a run of zeros; the
 compressed string form stores each count (delta coded from the count two places back after
-the first three) in 6-bit characters offset by 48, five payload bits per character.
+the first three) in 6-bit characters offset by 48, five payload bits per character. The
+compressed codec itself is `kerasdet.metrics._rle` (vectorised, equal to pycocotools).
 """
 
 import numpy as np
+
+from kerasdet.metrics import _rle
 
 
 def mask_tight_box(mask):
@@ -33,23 +36,6 @@ def mask_tight_box(mask):
     return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], np.float32)
 
 
-def masks_tight_boxes(masks):
-    """Tight boxes of a stack of masks [M, H, W]; empty masks give all-zero rows.
-
-    Returns:
-        (boxes float32 [M, 4], nonempty bool [M]).
-    """
-    masks = np.asarray(masks)
-    boxes = np.zeros((masks.shape[0], 4), np.float32)
-    nonempty = np.zeros((masks.shape[0],), bool)
-    for i in range(masks.shape[0]):
-        box = mask_tight_box(masks[i])
-        if box is not None:
-            boxes[i] = box
-            nonempty[i] = True
-    return boxes, nonempty
-
-
 def mask_to_counts(mask):
     """Uncompressed COCO RLE counts (a list of ints) of a 2-D mask."""
     flat = np.asarray(mask).astype(bool).ravel(order="F")
@@ -63,41 +49,11 @@ def mask_to_counts(mask):
     return [int(r) for r in runs]
 
 
-def counts_to_mask(counts, height, width):
-    """Inverse of `mask_to_counts`. Raises ValueError if the counts do not cover H*W."""
-    counts = np.asarray(counts, np.int64)
-    if counts.ndim != 1 or (counts < 0).any():
-        raise ValueError("RLE counts must be a flat list of non-negative integers")
-    total = int(counts.sum())
-    if total != height * width:
-        raise ValueError(
-            f"RLE counts sum to {total} but the mask size {height}x{width} needs {height * width}")
-    values = np.zeros(counts.shape[0], np.uint8)
-    values[1::2] = 1
-    flat = np.repeat(values, counts)
-    return flat.reshape((height, width), order="F")
-
-
-def encode_counts(counts):
-    """Compresses RLE counts into COCO's string form."""
-    chars = []
-    for i, value in enumerate(counts):
-        x = int(value)
-        if i > 2:
-            x -= int(counts[i - 2])
-        more = True
-        while more:
-            c = x & 0x1F
-            x >>= 5
-            more = (x != -1) if (c & 0x10) else (x != 0)
-            if more:
-                c |= 0x20
-            chars.append(chr(c + 48))
-    return "".join(chars)
-
-
 def decode_counts(text):
-    """Expands COCO's compressed RLE string into counts; raises ValueError if malformed."""
+    """Expands COCO's compressed RLE string into counts; raises ValueError if malformed.
+
+    A scalar reference decoder; `rle_to_mask` decodes with `kerasdet.metrics._rle` instead.
+    """
     counts = []
     p = 0
     n = len(text)
@@ -126,25 +82,30 @@ def decode_counts(text):
 def mask_to_rle(mask):
     """COCO compressed RLE dict ``{"size": [H, W], "counts": str}`` of a 2-D mask.
 
+    The counts string is `kerasdet.metrics._rle.encode`'s (pycocotools' own), except that a
+    zero-size mask (H or W is 0) has the empty string.
+
     Example:
         >>> rle = mask_to_rle(np.eye(3, dtype=np.uint8))
         >>> rle_to_mask(rle).tolist() == np.eye(3).tolist()
         True
     """
     mask = np.asarray(mask)
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])],
-            "counts": encode_counts(mask_to_counts(mask))}
+    if mask.ndim != 2:
+        raise ValueError(f"mask must have shape [H, W]; received shape {mask.shape}")
+    if mask.size == 0:
+        return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": ""}
+    return _rle.encode(mask)
 
 
 def rle_to_mask(rle):
-    """Decodes a COCO RLE dict (compressed string or uncompressed list counts) to uint8 [H, W]."""
+    """Decodes a COCO RLE dict (compressed string or uncompressed list counts) to uint8 [H, W].
+
+    Decoding is `kerasdet.metrics._rle.decode`'s; it raises ValueError for malformed counts
+    (counts that do not sum to H*W, negative counts, characters outside the COCO alphabet).
+    """
     height, width = (int(v) for v in rle["size"])
-    counts = rle["counts"]
-    if isinstance(counts, bytes):
-        counts = counts.decode("ascii")
-    if isinstance(counts, str):
-        counts = decode_counts(counts)
-    return counts_to_mask(counts, height, width)
+    return _rle.decode({"size": [height, width], "counts": rle["counts"]})
 
 
 def polygons_to_mask(polygons, height, width):

@@ -322,7 +322,9 @@ def _normalise_categories(categories):
                      "'name'")
 
 
-def _annotation(targets, j, image_id, ann_id, category):
+def _annotation(targets, j, image_id, ann_id, category, keypoint_decimals=None):
+    """COCO annotation dict of object `j`; keypoint values are rounded to `keypoint_decimals`
+    decimals when given (the synthetic dataset's exports use 3)."""
     x1, y1, x2, y2 = (float(v) for v in targets["boxes"][j])
     ann = {"id": ann_id, "image_id": image_id, "category_id": category["id"],
            "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
@@ -334,7 +336,10 @@ def _annotation(targets, j, image_id, ann_id, category):
     names = category.get("keypoints") or []
     if "keypoints" in targets and names:
         kp = np.asarray(targets["keypoints"][j], np.float32)[:len(names)]
-        ann["keypoints"] = [float(v) for v in kp.reshape(-1)]
+        values = [float(v) for v in kp.reshape(-1)]
+        if keypoint_decimals is not None:
+            values = [round(v, keypoint_decimals) for v in values]
+        ann["keypoints"] = values
         ann["num_keypoints"] = int(np.count_nonzero(kp[:, 2] > 0))
     return ann
 

@@ -24,6 +24,8 @@ Example:
 import keras
 import tensorflow as tf
 
+from kerasdet.ops.boxes import clip_boxes
+
 PADDING_VALUES = {"boxes": -1.0, "labels": -1, "masks": 0, "keypoints": 0.0, "iscrowd": 0,
                   "difficult": 0}
 
@@ -139,16 +141,11 @@ def _finalise(targets, height, width, min_size):
     An object is kept when its box is at least `min_size` wide and high (strictly positive
     when min_size is 0).
     """
-    height_f = tf.cast(height, tf.float32)
-    width_f = tf.cast(width, tf.float32)
     if "masks" in targets:
         boxes, nonempty = masks_to_boxes(targets["masks"])
     else:
-        boxes = tf.cast(targets["boxes"], tf.float32)
-        boxes = tf.stack([tf.clip_by_value(boxes[:, 0], 0.0, width_f),
-                          tf.clip_by_value(boxes[:, 1], 0.0, height_f),
-                          tf.clip_by_value(boxes[:, 2], 0.0, width_f),
-                          tf.clip_by_value(boxes[:, 3], 0.0, height_f)], axis=1)
+        boxes = clip_boxes(tf.cast(targets["boxes"], tf.float32),
+                           tf.stack([tf.cast(height, tf.float32), tf.cast(width, tf.float32)]))
         nonempty = tf.ones_like(boxes[:, 0], tf.bool)
     w = boxes[:, 2] - boxes[:, 0]
     h = boxes[:, 3] - boxes[:, 1]
@@ -310,10 +307,8 @@ def unletterbox_boxes(boxes, original_size, size):
     y1 = (boxes[..., 1] - tf.cast(top, tf.float32)) / scale_y
     x2 = (boxes[..., 2] - tf.cast(left, tf.float32)) / scale_x
     y2 = (boxes[..., 3] - tf.cast(top, tf.float32)) / scale_y
-    w = tf.cast(width, tf.float32)
-    h = tf.cast(height, tf.float32)
-    return tf.stack([tf.clip_by_value(x1, 0.0, w), tf.clip_by_value(y1, 0.0, h),
-                     tf.clip_by_value(x2, 0.0, w), tf.clip_by_value(y2, 0.0, h)], axis=-1)
+    return clip_boxes(tf.stack([x1, y1, x2, y2], axis=-1),
+                      tf.stack([tf.cast(height, tf.float32), tf.cast(width, tf.float32)]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -460,15 +455,19 @@ class DetectionAugmenter:
         if self.flip:
             image, targets = _flip_sample(self._flip_layer, image, targets,
                                           self.keypoint_flip_map)
+        # targets are finalised (boxes re-derived or clipped, small objects dropped) exactly
+        # once: by the geometric transform when there is one, else here
         if self.scale_range is not None:
             image, targets = self._scale_crop(image, targets)
         elif self.output_size is not None:
-            image, targets = resize(image, targets, self.output_size)
+            image, targets = _transform(image, targets, self.output_size, (0, 0),
+                                        self.output_size, 0, self.min_box_size)
+        else:
+            shape = tf.shape(image)
+            targets = _finalise(targets, shape[0], shape[1], self.min_box_size)
         if self.color:
             image = self._color_layer(image, training=True)
-        image = tf.clip_by_value(image, 0.0, 255.0)
-        shape = tf.shape(image)
-        return image, _finalise(targets, shape[0], shape[1], self.min_box_size)
+        return tf.clip_by_value(image, 0.0, 255.0), targets
 
     def _uniform(self, low, high):
         return keras.random.uniform((), minval=low, maxval=high, dtype="float32",
@@ -488,7 +487,8 @@ class DetectionAugmenter:
         new_w = tf.maximum(tf.cast(tf.round(width * scale), tf.int32), 1)
         # corner of the resized image on the canvas: negative crops, positive pads
         offset = (self._offset(new_h, out_h), self._offset(new_w, out_w))
-        return _transform(image, targets, (new_h, new_w), offset, out_hw, self.pad_value, 0.0)
+        return _transform(image, targets, (new_h, new_w), offset, out_hw, self.pad_value,
+                          self.min_box_size)
 
     def _offset(self, size, out):
         low = tf.minimum(0, out - size)

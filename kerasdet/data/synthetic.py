@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from kerasdet.data import _masks
 from kerasdet.data import _shapes
+from kerasdet.data import coco
 
 CLASS_NAMES = ("circle", "ring", "crescent", "triangle", "square", "rectangle", "hexagon",
                "star", "cross", "arrow")
@@ -404,39 +405,24 @@ def _targets(placed, owner, size):
 # COCO export and tf.data
 
 
-def _annotations(targets, image_id, first_id):
-    keypoint_label = CLASS_NAMES.index(KEYPOINT_CLASS)
-    result = []
-    for j in range(targets["labels"].shape[0]):
-        x1, y1, x2, y2 = (float(v) for v in targets["boxes"][j])
-        label = int(targets["labels"][j])
-        ann = {
-            "id": first_id + j, "image_id": image_id, "category_id": label + 1,
-            "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float(targets["masks"][j].sum()),
-            "iscrowd": 0, "segmentation": _masks.mask_to_rle(targets["masks"][j]),
-        }
-        if label == keypoint_label:
-            kp = targets["keypoints"][j]
-            ann["keypoints"] = [round(float(v), 3) for v in kp.reshape(-1)]
-            ann["num_keypoints"] = int((kp[:, 2] > 0).sum())
-        result.append(ann)
-    return result
-
-
 def _coco_dict(samples, image_size, seed):
+    cats = categories()
     images, annotations = [], []
     for i, targets in enumerate(samples):
         image_id = i + 1
         images.append({"id": image_id, "file_name": f"{image_id:06d}.png",
                        "height": image_size, "width": image_size})
-        annotations.extend(_annotations(targets, image_id, len(annotations) + 1))
+        for j in range(targets["labels"].shape[0]):
+            annotations.append(coco._annotation(targets, j, image_id, len(annotations) + 1,
+                                                cats[int(targets["labels"][j])],
+                                                keypoint_decimals=3))
     return {
         "info": {"description": "kerasdet synthetic shapes", "seed": seed,
                  "image_size": image_size},
         "licenses": [],
         "images": images,
         "annotations": annotations,
-        "categories": categories(),
+        "categories": cats,
     }
 
 

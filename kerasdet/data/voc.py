@@ -27,15 +27,8 @@ VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "
 
 
 def _read_ids(path):
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        raise DatasetError(path, "image set file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DatasetError(path, f"cannot read image set file: {e}") from None
     ids = []
-    for n, line in enumerate(lines, start=1):
+    for n, line in enumerate(_io.read_lines(path, "image set file"), start=1):
         fields = line.split()
         if not fields:
             continue

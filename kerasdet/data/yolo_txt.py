@@ -24,21 +24,11 @@ _TOLERANCE = 1e-6
 _NAME_FILES = ("classes.txt", "obj.names")
 
 
-def _read_lines(path, what):
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            return f.read().splitlines()
-    except FileNotFoundError:
-        raise DatasetError(path, f"{what} not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DatasetError(path, f"cannot read {what}: {e}") from None
-
-
 def _read_class_names(root):
     for name in _NAME_FILES:
         path = os.path.join(root, name)
         if os.path.exists(path):
-            names = [line.strip() for line in _read_lines(path, "class names file")]
+            names = [line.strip() for line in _io.read_lines(path, "class names file")]
             names = [n for n in names if n]
             if not names:
                 raise DatasetError(path, "class names file is empty")
@@ -66,7 +56,7 @@ def _parse_label_file(path, num_classes):
     if not os.path.exists(path):
         return np.zeros((0,), np.int32), np.zeros((0, 4), np.float32)
     labels, boxes = [], []
-    for n, line in enumerate(_read_lines(path, "label file"), start=1):
+    for n, line in enumerate(_io.read_lines(path, "label file"), start=1):
         fields = line.split()
         if not fields:
             continue
@@ -142,7 +132,7 @@ class YoloTxtDataset(_records.RecordDataset):
         if image_list is not None:
             image_list = os.fspath(image_list)
             result = []
-            for n, line in enumerate(_read_lines(image_list, "image list"), start=1):
+            for n, line in enumerate(_io.read_lines(image_list, "image list"), start=1):
                 rel = line.strip()
                 if rel:
                     path = _io.resolve_inside(self.root, rel, image_list, f"line {n}")
