@@ -35,6 +35,13 @@ START, END = "<!-- coco_eval:start -->", "<!-- coco_eval:end -->"
 RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS.md"
 
 
+def _xywh(rng, count: int, width: int, height: int) -> np.ndarray:
+    """`count` random xywh boxes inside a `width x height` image, sides log-uniform from 4 px to 0.9 of its short side."""
+    size = np.exp(rng.uniform(np.log(4), np.log(0.9 * min(width, height)), (count, 2)))
+    xy = rng.uniform(0, 1, (count, 2)) * (np.array([width, height]) - size)
+    return np.concatenate([xy, size], axis=1)
+
+
 def make_set(num_images: int, dets_per_image: int = 100, num_classes: int = 80, seed: int = 0):
     """A COCO ground-truth dict and results list, like a detector's output on COCO val."""
     rng = np.random.default_rng(seed)
@@ -45,24 +52,19 @@ def make_set(num_images: int, dets_per_image: int = 100, num_classes: int = 80, 
         width, height = int(rng.integers(320, 641)), int(rng.integers(240, 481))
         images.append({"id": img_id, "width": width, "height": height})
         n = int(rng.poisson(7))
-        size = np.exp(rng.uniform(np.log(4), np.log(0.9 * min(width, height)), (n, 2)))
-        xy = rng.uniform(0, 1, (n, 2)) * (np.array([width, height]) - size)
-        boxes = np.concatenate([xy, size], axis=1).round(2)
+        boxes = _xywh(rng, n, width, height).round(2)
         cats = rng.integers(0, num_classes, n)
         crowd = rng.random(n) < 0.01
         for b, c, cr in zip(boxes, cats, crowd):
             anns.append({"id": ann_id, "image_id": img_id, "category_id": cat_ids[c], "bbox": b.tolist(),
                          "area": float(b[2] * b[3] * rng.uniform(0.5, 1.0)), "iscrowd": int(cr)})
             ann_id += 1
-        near = min(n * 4, int(0.3 * dets_per_image)) if n else 0
+        near = min(n * 4, int(0.3 * dets_per_image))
         src = rng.integers(0, max(n, 1), near)
-        jitter = rng.normal(0, 0.1, (near, 4)) * np.tile(boxes[src, 2:], 2) if n else np.zeros((0, 4))
-        d_boxes = boxes[src] + jitter if n else np.zeros((0, 4))
-        d_cats = np.where(rng.random(near) < 0.8, cats[src] if n else 0, rng.integers(0, num_classes, near))
+        d_boxes = boxes[src] + rng.normal(0, 0.1, (near, 4)) * np.tile(boxes[src, 2:], 2)
+        d_cats = np.where(rng.random(near) < 0.8, cats[src], rng.integers(0, num_classes, near))
         rest = dets_per_image - near
-        r_size = np.exp(rng.uniform(np.log(4), np.log(0.9 * min(width, height)), (rest, 2)))
-        r_xy = rng.uniform(0, 1, (rest, 2)) * (np.array([width, height]) - r_size)
-        d_boxes = np.concatenate([d_boxes, np.concatenate([r_xy, r_size], axis=1)]).round(2)
+        d_boxes = np.concatenate([d_boxes, _xywh(rng, rest, width, height)]).round(2)
         d_boxes[:, 2:] = np.maximum(d_boxes[:, 2:], 1.0)
         d_cats = np.concatenate([d_cats, rng.integers(0, num_classes, rest)])
         scores = rng.random(dets_per_image).round(4)
@@ -80,6 +82,19 @@ def _quiet(fn):
     return run
 
 
+def _stats_run(make_eval):
+    """A quiet callable: `make_eval()`, then evaluate + accumulate + summarize; returns the 12 stats."""
+
+    def run():
+        ev = make_eval()
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+        return np.asarray(ev.stats)
+
+    return _quiet(run)
+
+
 def pycocotools_case(gt, dets):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -90,14 +105,7 @@ def pycocotools_case(gt, dets):
         coco.createIndex()
         res = coco.loadRes(copy.deepcopy(dets))
 
-    def run():
-        ev = COCOeval(coco, res, "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-        return np.asarray(ev.stats)
-
-    return _quiet(run)
+    return _stats_run(lambda: COCOeval(coco, res, "bbox"))
 
 
 def faster_coco_eval_case(gt, dets):
@@ -109,14 +117,8 @@ def faster_coco_eval_case(gt, dets):
     coco = COCO(copy.deepcopy(gt))
     res = coco.loadRes(copy.deepcopy(dets))
 
-    def run():
-        ev = COCOeval_faster(coco, res, "bbox", print_function=lambda *a, **k: None, rle_iou_max_workers=1)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-        return np.asarray(ev.stats)
-
-    return _quiet(run)
+    return _stats_run(lambda: COCOeval_faster(coco, res, "bbox", print_function=lambda *a, **k: None,
+                                              rle_iou_max_workers=1))
 
 
 def ours_case(gt, dets):

@@ -52,7 +52,7 @@ tf.config.threading.set_inter_op_parallelism_threads(1)
 
 import keras  # noqa: E402
 
-from benchmarks.timing import write_section, Case, compare, machine_description, markdown_table  # noqa: E402
+from benchmarks.timing import write_section, Case, machine_description, markdown_table, print_over_limit, run_cases  # noqa: E402
 from kerasdet.models.retinanet.retinanet import RetinaNet  # noqa: E402
 
 START, END = "<!-- models:start -->", "<!-- models:end -->"
@@ -279,10 +279,6 @@ def compile_both(ours, peer) -> None:
     peer.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=0.9), jit_compile=False)
 
 
-# ----------------------------------------------------------------------------- results
-
-
-
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -322,26 +318,23 @@ def main(argv=None) -> int:
     print(f"[bench] {params}", flush=True)
     images = {b: base[:b] for b in args.batches}
 
-    rows = []
-    for kind in ("inference", "training"):
-        if args.only not in (None, kind):
-            continue
-        if kind == "training":
-            compile_both(ours, peer)
-        for b in args.batches:
-            if kind == "inference":
-                case = inference_case(ours, peer, converter, images[b])
-            else:
-                case = training_case(ours, peer, converter, images[b], seed=100 + b)
-            print(f"[bench] {case.name} ...", flush=True)
-            row = compare(case, rounds=args.rounds, warmup=args.warmup)
-            print(f"[bench]   ours {row['ours_ms']:.1f} ms | keras-hub {row['peer_ms']:.1f} ms | ratio {row['ratio']:.3f}", flush=True)
-            rows.append(row)
+    def cases():
+        # a generator: all inference cases are timed before compile_both, which training needs
+        for kind in ("inference", "training"):
+            if args.only not in (None, kind):
+                continue
+            if kind == "training":
+                compile_both(ours, peer)
+            for b in args.batches:
+                if kind == "inference":
+                    yield inference_case(ours, peer, converter, images[b])
+                else:
+                    yield training_case(ours, peer, converter, images[b], seed=100 + b)
+
+    rows = run_cases(cases(), rounds=args.rounds, warmup=args.warmup, peer_label="keras-hub", precision=1)
     table = markdown_table(rows)
     print(table)
-    bad = [r["name"] for r in rows if r["ok"] is False]
-    if bad:
-        print(f"[bench] {len(bad)} case(s) above their limit: {bad}")
+    print_over_limit(rows)
     if args.print_only or args.only:
         return 0
     import keras_hub

@@ -26,7 +26,7 @@ import tensorflow as tf  # noqa: E402
 tf.config.threading.set_intra_op_parallelism_threads(2)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 
-from benchmarks.timing import write_section, compare, machine_description, markdown_table  # noqa: E402
+from benchmarks.timing import write_section, machine_description, markdown_table, print_over_limit, run_cases  # noqa: E402
 
 GROUPS = {
     "nms": "benchmarks.cases_nms",
@@ -36,6 +36,11 @@ GROUPS = {
 START, END = "<!-- ops:start -->", "<!-- ops:end -->"
 
 
+def _cases(groups):
+    """The cases of each group in turn; a group's module is imported when its cases are reached."""
+    for group in groups:
+        yield from importlib.import_module(GROUPS[group]).cases()
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -43,14 +48,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=21, help="interleaved rounds per case (default 21)")
     args = parser.parse_args()
     groups = args.only or sorted(GROUPS)
-    rows = []
-    for group in groups:
-        module = importlib.import_module(GROUPS[group])
-        for case in module.cases():
-            print(f"[bench] {case.name} ...", flush=True)
-            row = compare(case, rounds=args.rounds)
-            print(f"[bench]   ours {row['ours_ms']:.2f} ms | {row['peer']} {row['peer_ms']:.2f} ms | ratio {row['ratio']:.3f}", flush=True)
-            rows.append(row)
+    rows = run_cases(_cases(groups), rounds=args.rounds)
     table = markdown_table(rows)
     print(table)
     if args.only:
@@ -66,9 +64,7 @@ def main() -> int:
         ]
     )
     write_section(ROOT / "benchmarks" / "RESULTS.md", START, END, body)
-    bad = [r for r in rows if r["ok"] is False]
-    if bad:
-        print(f"[bench] {len(bad)} case(s) above their limit: {[r['name'] for r in bad]}")
+    print_over_limit(rows)
     return 0
 
 

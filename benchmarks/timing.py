@@ -19,7 +19,7 @@ import os
 import platform
 import statistics
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 
 @dataclasses.dataclass
@@ -78,6 +78,32 @@ def compare(case: Case, rounds: int = 15, warmup: int = 3) -> dict:
         "note": case.note,
         "rounds": rounds,
     }
+
+
+def run_cases(cases: Iterable[Case], rounds: int, warmup: int = 3, peer_label: str | None = None,
+              precision: int = 2) -> list[dict]:
+    """Runs `compare` on each case in turn, printing the case and its medians as it goes; returns the rows.
+
+    `cases` may be a generator: a case is then built only after the previous one is timed, so work done
+    between cases (e.g. compiling the models before the training cases) keeps its place. The medians are
+    printed with `precision` decimals and the peer as `peer_label` (default: each row's peer name).
+    """
+    rows = []
+    for case in cases:
+        print(f"[bench] {case.name} ...", flush=True)
+        row = compare(case, rounds=rounds, warmup=warmup)
+        peer = row["peer"] if peer_label is None else peer_label
+        print(f"[bench]   ours {row['ours_ms']:.{precision}f} ms | {peer} {row['peer_ms']:.{precision}f} ms | "
+              f"ratio {row['ratio']:.3f}", flush=True)
+        rows.append(row)
+    return rows
+
+
+def print_over_limit(rows: list[dict]) -> None:
+    """Prints the names of the rows whose ratio is above their case's limit, if any."""
+    bad = [r["name"] for r in rows if r["ok"] is False]
+    if bad:
+        print(f"[bench] {len(bad)} case(s) above their limit: {bad}")
 
 
 def machine_description() -> str:
