@@ -37,17 +37,10 @@ def make_demo_data(folder, num_images=200, image_size=256, seed=4004):
             node = parents[node]
         to_super.append(SUPERCLASSES.index(names[node]))
     to_super = np.asarray(to_super, np.int32)
-    images, coco = synthetic.generate(num_images, image_size=image_size, seed=seed)
     samples = []
-    per_image = {i + 1: ([], []) for i in range(num_images)}
-    for ann in coco["annotations"]:
-        x, y, w, h = ann["bbox"]
-        per_image[ann["image_id"]][0].append([x, y, x + w, y + h])
-        per_image[ann["image_id"]][1].append(to_super[ann["category_id"] - 1])
     for i in range(num_images):
-        boxes, labels = per_image[i + 1]
-        samples.append((images[i], {"boxes": np.asarray(boxes, np.float32).reshape(-1, 4),
-                                    "labels": np.asarray(labels, np.int32)}))
+        image, targets = synthetic.render(i, image_size=image_size, seed=seed)
+        samples.append((image, {"boxes": targets["boxes"], "labels": to_super[targets["labels"]]}))
     folder = pathlib.Path(folder)
     path = folder / "annotations.json"
     write_coco(samples, str(path), list(SUPERCLASSES), image_dir=str(folder / "images"))
@@ -89,13 +82,10 @@ def finetune(annotations, image_root=None, from_zoo="retinanet_resnet18_shapes",
     reader = CocoDataset(annotations, image_root or str(pathlib.Path(annotations).parent / "images"),
                          with_masks=False, with_keypoints=False)
     class_names = list(reader.class_names)
-    card = kerasdet.zoo.card("retinanet_resnet18_shapes")
-    image_size = card["image_size"]
+    name = from_zoo or "retinanet_resnet18_shapes"
+    image_size = kerasdet.zoo.card(name)["image_size"]
     train, val, n_train, n_val = _split(reader, val_fraction)
-    if from_zoo:
-        model = kerasdet.zoo.load(from_zoo, num_classes=len(class_names))
-    else:
-        model = kerasdet.zoo.load("retinanet_resnet18_shapes", weights=None, num_classes=len(class_names))
+    model = kerasdet.zoo.load(name, weights="default" if from_zoo else None, num_classes=len(class_names))
     model.class_names = class_names
     augmenter = kerasdet.data.DetectionAugmenter(scale_range=(0.75, 1.25), output_size=image_size, seed=seed)
     batches = prepare(train.cache(), batch_size, image_size, augmenter=augmenter, shuffle_buffer=n_train,

@@ -179,3 +179,18 @@ def check_layer(
         _assert_close(out_g, out_e, atol, rtol, f"{name} empty input, tf.function vs eager")
         if empty_check is not None:
             empty_check(out_e, empty)
+
+
+def roi_empty_args(*args):
+    """`empty_args` for a RoI layer called as (*features, rois): zero rois, then batch 0."""
+    *features, rois = args
+    return [(*features, rois[:, :0]), tuple(a[:0] for a in args)]
+
+
+def roi_empty_check(tail):
+    """`empty_check` for a RoI layer: outputs of shape rois.shape[:2] + `tail` (the rois come last)."""
+
+    def check(outputs, args):
+        assert outputs.shape == args[-1].shape[:2] + tail
+
+    return check

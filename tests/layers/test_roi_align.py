@@ -11,7 +11,7 @@ import tensorflow as tf
 from kerasdet.layers.multi_level_roi_align import MultiLevelRoIAlign
 from kerasdet.layers.ps_roi_align import PSRoIAlign
 from kerasdet.layers.roi_align import RoIAlign
-from tests.layers.harness import check_layer
+from tests.layers.harness import check_layer, roi_empty_args, roi_empty_check
 from tests.reference import roi_align as ref
 
 
@@ -27,24 +27,13 @@ def _inputs(channels, seed=0, size=(10, 12), stride=8):
     return features, rois
 
 
-def _empty_args(features, rois):
-    return [(features, rois[:, :0]), (features[:0], rois[:0])]
-
-
-def _check_empty(tail):
-    def check(outputs, args):
-        assert outputs.shape == args[1].shape[:2] + tail
-
-    return check
-
-
 @pytest.mark.parametrize("output_size,sampling_ratio,aligned", [(7, 2, True), ((3, 2), 0, False)])
 def test_roi_align_layer(output_size, sampling_ratio, aligned):
     features, rois = _inputs(4)
     kwargs = {"output_size": output_size, "spatial_scale": 0.125, "sampling_ratio": sampling_ratio, "aligned": aligned}
     tail = ((7, 7) if output_size == 7 else output_size) + (4,)
-    empty = _empty_args(features, rois)
-    check_layer(RoIAlign, kwargs, (features, rois), empty_args=empty, empty_check=_check_empty(tail), jit=False)
+    empty = roi_empty_args(features, rois)
+    check_layer(RoIAlign, kwargs, (features, rois), empty_args=empty, empty_check=roi_empty_check(tail), jit=False)
     out = RoIAlign(**kwargs)(features, rois)
     want = ref.roi_align(features, rois, output_size, 0.125, sampling_ratio, aligned)
     np.testing.assert_allclose(out, want, atol=1e-4)
@@ -53,8 +42,8 @@ def test_roi_align_layer(output_size, sampling_ratio, aligned):
 def test_ps_roi_align_layer():
     features, rois = _inputs(3 * 4)
     kwargs = {"output_size": (2, 2), "spatial_scale": 0.125, "sampling_ratio": 2}
-    empty = _empty_args(features, rois)
-    check_layer(PSRoIAlign, kwargs, (features, rois), empty_args=empty, empty_check=_check_empty((2, 2, 3)), jit=False)
+    empty = roi_empty_args(features, rois)
+    check_layer(PSRoIAlign, kwargs, (features, rois), empty_args=empty, empty_check=roi_empty_check((2, 2, 3)), jit=False)
     out = PSRoIAlign(**kwargs)(features, rois)
     np.testing.assert_allclose(out, ref.ps_roi_align(features, rois, (2, 2), 0.125, 2), atol=1e-4)
 
@@ -102,8 +91,8 @@ def test_multi_level_roi_align_layer():
         TwoLevelRoIAlignForHarness,
         kwargs,
         (p2, p3, rois),
-        empty_args=[(p2, p3, rois[:, :0]), (p2[:0], p3[:0], rois[:0])],
-        empty_check=lambda out, args: out.shape == args[2].shape[:2] + (3, 3, 3),
+        empty_args=roi_empty_args(p2, p3, rois),
+        empty_check=roi_empty_check((3, 3, 3)),
         jit=False,
     )
     out = MultiLevelRoIAlign(**kwargs)([p2, p3], rois)

@@ -8,7 +8,7 @@ import tensorflow as tf
 from kerasdet.layers.ps_roi_pool import PSRoIPool
 from kerasdet.layers.roi_pool import RoIPool
 from kerasdet.layers.spatial_pyramid_pool import SpatialPyramidPool
-from tests.layers.harness import check_layer
+from tests.layers.harness import check_layer, roi_empty_args, roi_empty_check
 from tests.ops.test_roi_pool import random_rois
 from tests.reference import roi_pool as ref
 
@@ -22,17 +22,6 @@ def _inputs(channels, seed=0):
     return features, rois
 
 
-def _empty_args(features, rois):
-    return [(features, rois[:, :0]), (features[:0], rois[:0])]
-
-
-def _check_empty(expected_tail):
-    def check(outputs, args):
-        assert outputs.shape == args[1].shape[:2] + expected_tail
-
-    return check
-
-
 @pytest.mark.parametrize("output_size", [7, (3, 2)])
 def test_roi_pool_layer(output_size):
     features, rois = _inputs(4)
@@ -40,8 +29,8 @@ def test_roi_pool_layer(output_size):
         RoIPool,
         {"output_size": output_size, "spatial_scale": 0.125},
         (features, rois),
-        empty_args=_empty_args(features, rois),
-        empty_check=_check_empty(((7, 7) if output_size == 7 else output_size) + (4,)),
+        empty_args=roi_empty_args(features, rois),
+        empty_check=roi_empty_check(((7, 7) if output_size == 7 else output_size) + (4,)),
     )
     out = RoIPool(output_size, spatial_scale=0.125)(features, rois)
     np.testing.assert_allclose(out, ref.roi_pool(features, rois, output_size, 0.125), atol=1e-4)
@@ -53,8 +42,8 @@ def test_ps_roi_pool_layer():
         PSRoIPool,
         {"output_size": (2, 2), "spatial_scale": 0.125},
         (features, rois),
-        empty_args=_empty_args(features, rois),
-        empty_check=_check_empty((2, 2, 3)),
+        empty_args=roi_empty_args(features, rois),
+        empty_check=roi_empty_check((2, 2, 3)),
     )
     out = PSRoIPool((2, 2), spatial_scale=0.125)(features, rois)
     np.testing.assert_allclose(out, ref.ps_roi_pool(features, rois, (2, 2), 0.125), atol=1e-4)
@@ -66,8 +55,8 @@ def test_spatial_pyramid_pool_layer():
         SpatialPyramidPool,
         {"levels": (1, 2, 3), "spatial_scale": 0.125},
         (features, rois),
-        empty_args=_empty_args(features, rois),
-        empty_check=_check_empty((14 * 3,)),
+        empty_args=roi_empty_args(features, rois),
+        empty_check=roi_empty_check((14 * 3,)),
     )
     out = SpatialPyramidPool((1, 2, 3), spatial_scale=0.125)(features, rois)
     np.testing.assert_allclose(out, ref.spatial_pyramid_pool(features, rois, (1, 2, 3), 0.125), atol=1e-4)

@@ -6,9 +6,8 @@ import pytest
 import tensorflow as tf
 
 from kerasdet.losses.focal import FocalLoss
+from tests.losses.common import REDUCTIONS, assert_config_round_trip
 from tests.reference import detection_losses as ref
-
-REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", None)
 
 
 def _inputs(seed=0, shape=(2, 7, 3), soft=False):
@@ -128,12 +127,8 @@ def test_all_ignored_gives_zero():
 
 
 def test_config_round_trip():
-    loss = FocalLoss(alpha=None, gamma=0.5, from_logits=False, reduction="sum", name="cls", dtype="float32")
-    config = loss.get_config()
-    for arg in ("alpha", "gamma", "from_logits", "reduction", "name", "dtype"):
-        assert arg in config
-    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
-    assert type(again) is FocalLoss and again.get_config() == config
+    assert_config_round_trip(FocalLoss, alpha=None, gamma=0.5, from_logits=False, reduction="sum", name="cls",
+                             dtype="float32")
 
 
 @pytest.mark.parametrize(

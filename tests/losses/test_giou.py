@@ -1,14 +1,12 @@
 """GIoULoss against the numpy GIoU reference, with padding rows and degenerate boxes."""
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from kerasdet.losses.giou import GIoULoss
+from tests.losses.common import REDUCTIONS, assert_config_round_trip, assert_graph_jit_and_float16_inputs
 from tests.reference import detection_losses as ref
-
-REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", None)
 
 
 def _boxes(rng, shape):
@@ -65,22 +63,11 @@ def test_gradients_finite_at_degenerate_boxes():
 
 def test_graph_jit_and_float16_inputs():
     y_true, y_pred = _inputs(seed=3)
-    loss = GIoULoss()
-    eager = loss(y_true, y_pred)
-    np.testing.assert_allclose(tf.function(loss)(y_true, y_pred), eager, rtol=1e-6)
-    np.testing.assert_allclose(tf.function(loss, jit_compile=True)(y_true, y_pred), eager, rtol=1e-5)
-    half = loss(y_true, tf.constant(y_pred, tf.float16))
-    assert half.dtype == tf.float32
-    np.testing.assert_allclose(half, eager, rtol=1e-2)
+    assert_graph_jit_and_float16_inputs(GIoULoss(), y_true, y_pred)
 
 
 def test_config_round_trip():
-    loss = GIoULoss(reduction="sum", name="giou", dtype="float32")
-    config = loss.get_config()
-    for arg in ("reduction", "name", "dtype"):
-        assert arg in config
-    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
-    assert type(again) is GIoULoss and again.get_config() == config
+    assert_config_round_trip(GIoULoss, reduction="sum", name="giou", dtype="float32")
 
 
 def test_bad_inputs():

@@ -6,9 +6,8 @@ import pytest
 import tensorflow as tf
 
 from kerasdet.losses.smooth_l1 import DEFAULT_BETA, SmoothL1Loss
+from tests.losses.common import REDUCTIONS, assert_config_round_trip, assert_graph_jit_and_float16_inputs
 from tests.reference import detection_losses as ref
-
-REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", None)
 
 
 def _inputs(seed=0, shape=(2, 9, 4)):
@@ -67,22 +66,11 @@ def test_gradients_finite_and_bounded(beta):
 
 def test_graph_jit_and_float16_inputs():
     y_true, y_pred = _inputs(seed=5)
-    loss = SmoothL1Loss()
-    eager = loss(y_true, y_pred)
-    np.testing.assert_allclose(tf.function(loss)(y_true, y_pred), eager, rtol=1e-6)
-    np.testing.assert_allclose(tf.function(loss, jit_compile=True)(y_true, y_pred), eager, rtol=1e-5)
-    half = loss(y_true, tf.constant(y_pred, tf.float16))
-    assert half.dtype == tf.float32
-    np.testing.assert_allclose(half, eager, rtol=1e-2)
+    assert_graph_jit_and_float16_inputs(SmoothL1Loss(), y_true, y_pred)
 
 
 def test_config_round_trip():
-    loss = SmoothL1Loss(beta=1.0, reduction="sum", name="box", dtype="float32")
-    config = loss.get_config()
-    for arg in ("beta", "reduction", "name", "dtype"):
-        assert arg in config
-    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
-    assert type(again) is SmoothL1Loss and again.get_config() == config
+    assert_config_round_trip(SmoothL1Loss, beta=1.0, reduction="sum", name="box", dtype="float32")
 
 
 def test_bad_arguments_and_inputs():

@@ -11,16 +11,7 @@ import math
 import numpy as np
 
 from tests.reference.boxes import delta_decode
-from tests.reference.matching import iou32
-
-
-def greedy_nms(boxes, scores, threshold):
-    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-    kept = []
-    for i in order:
-        if all(iou32(boxes[i], boxes[j]) <= np.float32(threshold) for j in kept):
-            kept.append(i)
-    return kept
+from tests.reference.nms import nms_reference
 
 
 def proposals_image(levels, image_hw, pre_nms_topk, post_nms_topk, iou_threshold, min_size):
@@ -41,7 +32,7 @@ def proposals_image(levels, image_hw, pre_nms_topk, post_nms_topk, iou_threshold
             if x2 - x1 > min_size and y2 - y1 > min_size:
                 boxes.append([x1, y1, x2, y2])
                 scores.append(float(logits[i]))
-        for rank, k in enumerate(greedy_nms(boxes, scores, iou_threshold)):
+        for rank, k in enumerate(nms_reference(boxes, scores, iou_threshold).tolist()):
             candidates.append((scores[k], level, rank, boxes[k]))
     candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
     candidates = candidates[:post_nms_topk]

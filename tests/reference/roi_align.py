@@ -13,13 +13,9 @@ import math
 
 import numpy as np
 
+from tests.reference.roi_pool import _is_padding, _pair
+
 f32 = np.float32
-
-
-def _pair(output_size):
-    if isinstance(output_size, int):
-        return output_size, output_size
-    return int(output_size[0]), int(output_size[1])
 
 
 def bilinear(fmap: np.ndarray, y, x) -> np.ndarray:
@@ -54,10 +50,6 @@ def bilinear(fmap: np.ndarray, y, x) -> np.ndarray:
     return top + ly * hx * f[y_high, x_low] + ly * lx * f[y_high, x_high]
 
 
-def _is_padding(roi) -> bool:
-    return bool(np.all(np.asarray(roi) == -1))
-
-
 def _align_one(fmap, roi, ph, pw, spatial_scale, sampling_ratio, aligned):
     """RoIAlign of one roi on one map `[H, W, C]` -> `[ph, pw, C]` float64."""
     out = np.zeros((ph, pw, fmap.shape[2]), np.float64)
@@ -77,8 +69,8 @@ def _align_one(fmap, roi, ph, pw, spatial_scale, sampling_ratio, aligned):
         roi_h = max(roi_h, f32(1.0))
     bin_h = f32(roi_h / f32(ph))
     bin_w = f32(roi_w / f32(pw))
-    grid_h = sampling_ratio if sampling_ratio > 0 else int(math.ceil(f32(roi_h / f32(ph))))
-    grid_w = sampling_ratio if sampling_ratio > 0 else int(math.ceil(f32(roi_w / f32(pw))))
+    grid_h = sampling_ratio if sampling_ratio > 0 else int(math.ceil(bin_h))
+    grid_w = sampling_ratio if sampling_ratio > 0 else int(math.ceil(bin_w))
     if grid_h <= 0 or grid_w <= 0:
         return out
     count = grid_h * grid_w

@@ -59,24 +59,32 @@ def _scaled_corners(roi, spatial_scale):
     return x1, y1, x2, y2
 
 
+def _bins(roi, ph, pw, height, width, spatial_scale, plus_one):
+    """Yields `(i, j, hs, he, ws, we)` for each non-empty bin of one roi on a `height x width` map.
+
+    Bin `(i, j)` covers rows `[hs, he)` and columns `[ws, we)`; a padding row (all -1) yields nothing.
+    """
+    if _is_padding(roi):
+        return
+    x1, y1, x2, y2 = _scaled_corners(roi, spatial_scale)
+    rows = bins_1d(y1, y2, ph, height, plus_one)
+    cols = bins_1d(x1, x2, pw, width, plus_one)
+    for i, (hs, he) in enumerate(rows):
+        for j, (ws, we) in enumerate(cols):
+            if he > hs and we > ws:
+                yield i, j, hs, he, ws, we
+
+
 def _pool_one(fmap, roi, ph, pw, spatial_scale):
     """RoI max pooling of one roi over one map `[H, W, C]` -> `[ph, pw, C]`."""
     height, width, channels = fmap.shape
     out = np.zeros((ph, pw, channels), fmap.dtype)
-    if _is_padding(roi):
-        return out
-    x1, y1, x2, y2 = _scaled_corners(roi, spatial_scale)
-    rows = bins_1d(y1, y2, ph, height, plus_one=True)
-    cols = bins_1d(x1, x2, pw, width, plus_one=True)
-    for i, (hs, he) in enumerate(rows):
-        for j, (ws, we) in enumerate(cols):
-            if he <= hs or we <= ws:
-                continue
-            best = np.full(channels, -np.inf, fmap.dtype)
-            for y in range(hs, he):
-                for x in range(ws, we):
-                    best = np.maximum(best, fmap[y, x])
-            out[i, j] = best
+    for i, j, hs, he, ws, we in _bins(roi, ph, pw, height, width, spatial_scale, plus_one=True):
+        best = np.full(channels, -np.inf, fmap.dtype)
+        for y in range(hs, he):
+            for x in range(ws, we):
+                best = np.maximum(best, fmap[y, x])
+        out[i, j] = best
     return out
 
 
@@ -107,21 +115,12 @@ def roi_pool_argmax(features, rois, output_size, spatial_scale=1.0) -> np.ndarra
     out = np.full((b, r, ph, pw, channels), -1, np.int64)
     for bi in range(b):
         for ri in range(r):
-            roi = rois[bi, ri]
-            if _is_padding(roi):
-                continue
-            x1, y1, x2, y2 = _scaled_corners(roi, spatial_scale)
-            rows = bins_1d(y1, y2, ph, height, plus_one=True)
-            cols = bins_1d(x1, x2, pw, width, plus_one=True)
-            for i, (hs, he) in enumerate(rows):
-                for j, (ws, we) in enumerate(cols):
-                    if he <= hs or we <= ws:
-                        continue
-                    for c in range(channels):
-                        patch = features[bi, hs:he, ws:we, c]
-                        k = int(np.argmax(patch))
-                        y, x = divmod(k, we - ws)
-                        out[bi, ri, i, j, c] = (y + hs) * width + (x + ws)
+            for i, j, hs, he, ws, we in _bins(rois[bi, ri], ph, pw, height, width, spatial_scale, plus_one=True):
+                for c in range(channels):
+                    patch = features[bi, hs:he, ws:we, c]
+                    k = int(np.argmax(patch))
+                    y, x = divmod(k, we - ws)
+                    out[bi, ri, i, j, c] = (y + hs) * width + (x + ws)
     return out
 
 
@@ -150,24 +149,15 @@ def ps_roi_pool(features, rois, output_size, spatial_scale=1.0) -> np.ndarray:
     out = np.zeros((b, r, ph, pw, depth), np.float64)
     for bi in range(b):
         for ri in range(r):
-            roi = rois[bi, ri]
-            if _is_padding(roi):
-                continue
-            x1, y1, x2, y2 = _scaled_corners(roi, spatial_scale)
-            rows = bins_1d(y1, y2, ph, height, plus_one=False)
-            cols = bins_1d(x1, x2, pw, width, plus_one=False)
-            for i, (hs, he) in enumerate(rows):
-                for j, (ws, we) in enumerate(cols):
-                    if he <= hs or we <= ws:
-                        continue
-                    area = (he - hs) * (we - ws)
-                    for d in range(depth):
-                        c = d * ph * pw + i * pw + j
-                        total = 0.0
-                        for y in range(hs, he):
-                            for x in range(ws, we):
-                                total += float(features[bi, y, x, c])
-                        out[bi, ri, i, j, d] = total / area
+            for i, j, hs, he, ws, we in _bins(rois[bi, ri], ph, pw, height, width, spatial_scale, plus_one=False):
+                area = (he - hs) * (we - ws)
+                for d in range(depth):
+                    c = d * ph * pw + i * pw + j
+                    total = 0.0
+                    for y in range(hs, he):
+                        for x in range(ws, we):
+                            total += float(features[bi, y, x, c])
+                    out[bi, ri, i, j, d] = total / area
     return out.astype(features.dtype)
 
 

@@ -77,14 +77,10 @@ def loss(parents, logits, label):
     """Cross-entropy summed over the sibling groups on the label's path; 0 for label -1."""
     if label == -1:
         return 0.0
-    groups = sibling_groups(parents)
+    log_conditional = log_conditional_probabilities(parents, logits)
     total = 0.0
     for node in path_to_root(parents, label):
-        members = groups[int(parents[node])]
-        values = np.asarray(logits, np.float64)[members]
-        shifted = values - values.max()
-        log_softmax = shifted - np.log(np.exp(shifted).sum())
-        total -= log_softmax[members.index(node)]
+        total -= log_conditional[node]
     return total
 
 
