@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from kerasdet.ops.boxes import convert_format
 from kerasdet.ops.nms import batched_non_max_suppression
 
 
@@ -66,24 +68,67 @@ def _result(metric):
     return result if isinstance(result, dict) else {metric.name: result}
 
 
+#: the prediction keys every family returns (DESIGN.md §3); families add theirs in `extra_output_keys`
+BASE_OUTPUT_KEYS = ("boxes", "scores", "labels", "num_detections")
+
+#: box formats accepted by `bounding_box_format` (Keras' names)
+BOX_FORMATS = ("xyxy", "yxyx", "xywh", "center_xywh", "center_yxhw", "rel_xyxy", "rel_yxyx", "rel_xywh",
+               "rel_center_xywh")
+
+
+def split_inputs(inputs, needs_rois=False):
+    """`(images, rois)` from a model input: an image batch, or a dict `{"images", "rois"}`.
+
+    Raises TypeError / ValueError naming the key when the dict is malformed, or when `needs_rois`
+    and no rois were given.
+    """
+    if isinstance(inputs, dict):
+        unknown = sorted(set(inputs) - {"images", "rois"})
+        if unknown:
+            raise ValueError(f"model inputs as a dict take the keys 'images' and 'rois'; got extra keys {unknown}")
+        if "images" not in inputs:
+            raise ValueError(f"model inputs as a dict need 'images'; got keys {sorted(inputs)}")
+        images, rois = inputs["images"], inputs.get("rois")
+    else:
+        images, rois = inputs, None
+    if needs_rois and rois is None:
+        raise ValueError("this family detects on external region proposals: pass inputs as "
+                         "{'images': [B, H, W, 3], 'rois': [B, R, 4] xyxy pixels (padding rows -1)}")
+    if rois is not None:
+        if getattr(rois, "shape", None) is None:
+            raise TypeError(f"`rois` must be a tensor or array [B, R, 4]; got {type(rois).__name__}")
+        shape = tuple(rois.shape)
+        if len(shape) != 3 or shape[-1] not in (None, 4):
+            raise ValueError(f"`rois` must have shape [B, R, 4] (xyxy pixels, padding rows -1); got {shape}")
+    return images, rois
+
+
 class Detector(keras.Model):
-    """Base class of kerasdet's detectors: input checks, loss from padded targets, decode + NMS in the graph.
+    """Base class of kerasdet's detectors: input checks, targets in the forward pass, losses per term,
+    decode + NMS (+ heads on the kept boxes) in the graph.
 
-    A family subclasses it and implements three methods:
+    A family subclasses it and implements:
 
-    - `call(images, training=False)`: raw head outputs (a dict) from `[B, H, W, 3]` RGB images in
-      0..255 (rescaling happens inside the model, in the backbone);
-    - `detection_losses(images, targets, raw)`: a dict of scalar loss terms from the padded targets
-      `{"boxes": [B, M, 4], "labels": [B, M]}` (label -1 for padding, DESIGN.md §3); their sum is the loss;
+    - `call(inputs, training=False, targets=None)`: raw outputs (a dict). `inputs` is a `[B, H, W, 3]`
+      RGB batch in 0..255 or a dict `{"images", "rois"}` (`split_inputs` unpacks it); `targets` are the
+      padded training targets (xyxy pixels, key `"labels"`), given in training and evaluation steps so
+      that two-stage families can sample proposals against them;
+    - `detection_losses(images, targets, raw)`: a dict of scalar loss terms (their sum is the loss),
+      named in `loss_terms` (a class attribute or a property that depends on the constructor);
     - `decode_candidates(raw, images)`: `(boxes, scores)` for NMS, boxes `[B, K, 4]` xyxy pixels (or
-      `[B, K, C, 4]` per class) and scores `[B, K, C]` probabilities.
+      `[B, K, C, 4]` per class) and scores `[B, K, C]` probabilities;
+    - optionally `refine_detections(detections, raw, inputs)`: heads that run on the boxes NMS keeps
+      (masks, keypoints), adding the keys listed in `extra_output_keys`.
 
-    The base class then gives: `detect(images)` and `predict()` returning the prediction dict of
-    DESIGN.md §3 (`boxes`, `scores`, `labels`, `num_detections`; NMS inside the graph), `fit()` with a
-    per-term loss log, `evaluate()` feeding detection metrics such as `kerasdet.metrics.COCOMetric`
-    with decoded predictions (training steps never decode), compile defaults, and `get_config`.
-    Calling the model checks the images first (rank 4, 3 channels, uint8 or float), and `detect` /
-    `predict` on a batch of 0 images return empty padded outputs without running the network on it.
+    The base class then gives: `detect(inputs)` and `predict()` returning the prediction dict of
+    DESIGN.md §3 (`output_keys`; NMS inside the graph), a training step whose forward pass sees the
+    targets, `fit()` with a per-term loss log, `evaluate()` feeding detection metrics such as
+    `kerasdet.metrics.COCOMetric` with decoded predictions (training steps never decode), compile
+    defaults, and `get_config`. Targets may use `"classes"` for `"labels"` (keras-hub / keras-cv) and
+    boxes in `bounding_box_format`; predictions come back in the same format. Labels must lie in
+    [-1, num_classes) (-1 is padding); `"is_crowd"` rows are never negatives. Calling the model checks the
+    images first (rank 4, 3 channels, uint8 or float), and `detect` / `predict` on a batch of 0 images
+    return empty padded outputs without running the network on it.
 
     Args:
         num_classes: number of object classes (labels 0..num_classes-1; background is internal).
@@ -91,6 +136,8 @@ class Detector(keras.Model):
         score_threshold: detections with a lower score are dropped before NMS.
         nms_iou_threshold: per-class NMS IoU threshold.
         max_detections: detections kept per image (the padded size of the outputs).
+        bounding_box_format: format of the targets' and the predictions' boxes, one of Keras' names
+            (`"xyxy"` pixels by default, `"yxyx"`, `"xywh"`, `"center_xywh"`, `"rel_xyxy"`...).
         **kwargs: `keras.Model` arguments (`name`...).
 
     Example:
@@ -100,8 +147,15 @@ class Detector(keras.Model):
         >>> model.predict(images)["boxes"].shape  # (B, 100, 4)
     """
 
+    #: names of the terms `detection_losses` returns (each gets a Mean tracker in the training log)
+    loss_terms: tuple = ()
+    #: prediction keys beyond boxes/scores/labels/num_detections (e.g. "masks", "keypoints")
+    extra_output_keys: tuple = ()
+    #: True for families that detect on external proposals: inputs are {"images", "rois"}
+    needs_rois: bool = False
+
     def __init__(self, num_classes, class_names=None, score_threshold=0.05, nms_iou_threshold=0.5,
-                 max_detections=100, **kwargs):
+                 max_detections=100, bounding_box_format="xyxy", **kwargs):
         super().__init__(**kwargs)
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
             raise ValueError(f"`num_classes` must be a positive int; got {num_classes!r}")
@@ -115,18 +169,20 @@ class Detector(keras.Model):
             raise ValueError(f"`nms_iou_threshold` must be in [0, 1]; got {nms_iou_threshold}")
         if not isinstance(max_detections, int) or max_detections < 1:
             raise ValueError(f"`max_detections` must be a positive int; got {max_detections!r}")
+        if bounding_box_format not in BOX_FORMATS:
+            raise ValueError(f"`bounding_box_format` must be one of {BOX_FORMATS}; got {bounding_box_format!r}")
         self.num_classes = num_classes
         self.class_names = class_names
         self.score_threshold = float(score_threshold)
         self.nms_iou_threshold = float(nms_iou_threshold)
         self.max_detections = max_detections
-        self._loss_trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_terms}
+        self.bounding_box_format = bounding_box_format
+        # inputs are converted by __call__ (images keep their dtype; targets stay float32 under mixed precision)
+        self._convert_input_args = False
+        object.__setattr__(self, "_loss_trackers", {})
         self._set_detection_metrics([])
 
     # -- to implement ---------------------------------------------------------------------------------
-
-    #: names of the terms `detection_losses` returns (each gets a Mean tracker in the training log)
-    loss_terms: tuple = ()
 
     def detection_losses(self, images, targets, raw) -> dict:
         raise NotImplementedError
@@ -134,50 +190,127 @@ class Detector(keras.Model):
     def decode_candidates(self, raw, images):
         raise NotImplementedError
 
+    def refine_detections(self, detections, raw, inputs) -> dict:
+        """Heads that run on the boxes NMS kept (xyxy pixels); the base class returns `detections` as is."""
+        return detections
+
+    @property
+    def output_keys(self) -> tuple:
+        """The keys `predict`, the export and the CLI return for this model."""
+        return BASE_OUTPUT_KEYS + tuple(self.extra_output_keys)
+
+    # -- inputs and targets ---------------------------------------------------------------------------
+
+    def split_inputs(self, inputs):
+        """`(images, rois)` of a model input (see `split_inputs`); rois are None for image-only inputs."""
+        return split_inputs(inputs, needs_rois=self.needs_rois)
+
+    def standardize_targets(self, targets, images):
+        """Training targets as the families read them: float32 xyxy pixel `"boxes"` clipped to the image, int32
+        `"labels"` in [-1, num_classes) (checked), bool `"is_crowd"`; `"classes"` accepted for `"labels"`; other
+        keys (masks, keypoints) passed through. Boxes with no area inside the image (zero-area, inverted,
+        wholly outside) become padding rows. Raises naming the key for a malformed dict."""
+        if isinstance(targets, dict) and "labels" not in targets and "classes" in targets:
+            targets = {("labels" if k == "classes" else k): v for k, v in targets.items()}
+        _check_targets(targets, images.shape[0])
+        out = dict(targets)
+        boxes = tf.cast(targets["boxes"], tf.float32)
+        labels = tf.cast(targets["labels"], tf.int32)
+        hw = tf.cast(tf.shape(images)[1:3], tf.float32)
+        if self.bounding_box_format != "xyxy":
+            converted = convert_format(boxes, self.bounding_box_format, "xyxy", height=hw[0], width=hw[1])
+            boxes = tf.where(labels[..., None] >= 0, converted, -1.0)
+        checks = [
+            tf.debugging.assert_less(labels, self.num_classes, message=(
+                f"`y['labels']` must lie in [-1, {self.num_classes}) for a model with num_classes={self.num_classes}; "
+                "a label is too large (do the dataset's classes match the model's?)")),
+            tf.debugging.assert_greater_equal(labels, -1, message=(
+                "`y['labels']` must lie in [-1, num_classes): -1 is the only padding value; got a label below -1")),
+            tf.debugging.assert_all_finite(boxes, message="`y['boxes']` holds NaN or infinite values"),
+        ]
+        with tf.control_dependencies(checks):
+            out["boxes"], out["labels"] = self._drop_degenerate(boxes, labels, hw)
+        if "is_crowd" in targets:
+            out["is_crowd"] = tf.cast(targets["is_crowd"], tf.bool)
+        return out
+
+    @staticmethod
+    def _drop_degenerate(boxes, labels, hw):
+        """Boxes clipped to the image; rows left with no area (zero-area, inverted, wholly outside) become
+        padding (box -1, label -1), so that no family encodes a degenerate box."""
+        clipped = tf.stack([tf.clip_by_value(boxes[..., 0], 0.0, hw[1]), tf.clip_by_value(boxes[..., 1], 0.0, hw[0]),
+                            tf.clip_by_value(boxes[..., 2], 0.0, hw[1]), tf.clip_by_value(boxes[..., 3], 0.0, hw[0])],
+                           axis=-1)
+        keep = (labels >= 0) & (clipped[..., 2] > clipped[..., 0]) & (clipped[..., 3] > clipped[..., 1])
+        return tf.where(keep[..., None], clipped, -1.0), tf.where(keep, labels, -1)
+
     # -- prediction -----------------------------------------------------------------------------------
 
-    def postprocess(self, raw, images) -> dict:
-        """Decodes raw outputs and runs per-class NMS: the prediction dict of DESIGN.md §3."""
+    def postprocess(self, raw, inputs) -> dict:
+        """Decodes raw outputs, runs per-class NMS and the heads on the kept boxes: the prediction dict."""
+        images, _ = self.split_inputs(inputs)
         boxes, scores = self.decode_candidates(raw, images)
-        return batched_non_max_suppression(
+        detections = batched_non_max_suppression(
             boxes,
             scores,
             iou_threshold=self.nms_iou_threshold,
             score_threshold=self.score_threshold,
             max_detections=self.max_detections,
         )
+        detections = self.refine_detections(detections, raw, inputs)
+        return self._to_output_format(detections, images)
+
+    def _to_output_format(self, detections, images):
+        if self.bounding_box_format == "xyxy":
+            return detections
+        hw = tf.cast(tf.shape(images)[1:3], tf.float32)
+        converted = convert_format(detections["boxes"], "xyxy", self.bounding_box_format, height=hw[0], width=hw[1])
+        return dict(detections, boxes=tf.where(detections["labels"][..., None] >= 0, converted, -1.0))
 
     def __call__(self, *args, **kwargs):
-        images = args[0] if args else kwargs.get("images", kwargs.get("inputs"))
-        if isinstance(images, dict):  # families that take extra inputs (e.g. rois) pass a dict with "images"
-            images = images.get("images")
-        if images is not None:
+        inputs = args[0] if args else kwargs.get("inputs")
+        if inputs is not None:
+            images, rois = self.split_inputs(inputs)
             _check_images(images)
+            if not isinstance(images, keras.KerasTensor):
+                images = tf.convert_to_tensor(images)
+                rois = None if rois is None else tf.cast(rois, tf.float32)
+                inputs = images if rois is None else {"images": images, "rois": rois}
+                args = (inputs,) + tuple(args[1:]) if args else args
+                if not args:
+                    kwargs["inputs"] = inputs
         return super().__call__(*args, **kwargs)
 
-    def detect(self, images) -> dict:
-        """Detections for `[B, H, W, 3]` RGB images in 0..255: dict boxes/scores/labels/num_detections.
+    def detect(self, inputs) -> dict:
+        """Detections for `[B, H, W, 3]` RGB images in 0..255 (or `{"images", "rois"}`): the dict of
+        `output_keys` (boxes/scores/labels/num_detections, plus the family's extra keys).
 
         A batch of 0 images gives outputs with batch 0 (the model runs on one blank image, sliced
         away), whether the batch size is known when tracing or only at run time.
         """
+        images, rois = self.split_inputs(inputs)
         _check_images(images)
         images = tf.convert_to_tensor(images)
         if images.shape.rank is None or images.shape[-1] is None:
             images = _ensure_rgb_batch(images)
+        if rois is not None:
+            rois = tf.cast(rois, tf.float32)
         batch = images.shape[0]
         if batch is not None and batch > 0:
-            return self._detect(images)
+            return self._detect(images, rois)
         count = tf.shape(images)[0]
         if batch == 0:
             safe = self._blank_image(images)
+            safe_rois = None if rois is None else -tf.ones([1, 1, 4], tf.float32)
         else:
             safe = tf.cond(count > 0, lambda: images, lambda: self._blank_image(images))
-        return tf.nest.map_structure(lambda t: t[:count], self._detect(safe))
+            safe_rois = None if rois is None else tf.cond(count > 0, lambda: rois, lambda: -tf.ones([1, 1, 4]))
+        return tf.nest.map_structure(lambda t: t[:count], self._detect(safe, safe_rois))
 
-    def _detect(self, images):
-        raw = self(images, training=False)
-        return self.postprocess(raw, images)
+    def _detect(self, images, rois=None):
+        inputs = images if rois is None else {"images": images, "rois": rois}
+        raw = self(inputs, training=False)
+        return self.postprocess(raw, inputs)
 
     @staticmethod
     def _blank_image(images):
@@ -192,49 +325,116 @@ class Detector(keras.Model):
 
     def predict(self, x, *args, **kwargs):
         """`keras.Model.predict` returning the detections dict; an array of 0 images gives empty outputs."""
-        shape = getattr(x, "shape", None)
+        images = x.get("images") if isinstance(x, dict) else x
+        shape = getattr(images, "shape", None)
         if shape is not None and len(shape) > 0 and shape[0] == 0:
             return tf.nest.map_structure(lambda t: t.numpy(), self.detect(x))
         return super().predict(x, *args, **kwargs)
 
     # -- training -------------------------------------------------------------------------------------
 
-    def _term_tracker(self, name):
-        if name not in self._loss_trackers:
-            raise ValueError(f"{type(self).__name__}.detection_losses returned {name!r}, not listed in `loss_terms`")
-        return self._loss_trackers[name]
+    def check_target_values(self, y):
+        """Eager check of targets given as arrays (fit / train_on_batch / evaluate with `y`): labels in
+        [-1, num_classes), finite boxes. Raises ValueError naming `y['labels']` / `y['boxes']` and the value.
+        (Targets inside a tf.data pipeline are checked in the graph, with the same rules.)"""
+        if not isinstance(y, dict):
+            return
+        key = "labels" if "labels" in y else "classes"
+        labels = y.get(key)
+        if labels is not None and (isinstance(labels, np.ndarray) or tf.is_tensor(labels) and tf.executing_eagerly()):
+            values = np.asarray(labels)
+            if values.size and values.max() >= self.num_classes:
+                raise ValueError(f"`y['{key}']` holds the label {int(values.max())}, but this model has "
+                                 f"num_classes={self.num_classes}: labels must lie in [-1, {self.num_classes}) "
+                                 "(do the dataset's classes match the model's?)")
+            if values.size and values.min() < -1:
+                raise ValueError(f"`y['{key}']` holds the label {int(values.min())}: labels must lie in "
+                                 f"[-1, {self.num_classes}), with -1 the only padding value")
+        boxes = y.get("boxes")
+        if boxes is not None and (isinstance(boxes, np.ndarray) or tf.is_tensor(boxes) and tf.executing_eagerly()):
+            if not np.isfinite(np.asarray(boxes, np.float64)).all():
+                raise ValueError("`y['boxes']` holds NaN or infinite values")
 
-    def train_step(self, data):
-        # detection metrics (COCO AP...) are updated in evaluate() only, not on every training batch
-        self._in_train_step = True
-        try:
-            return super().train_step(data)
-        finally:
-            self._in_train_step = False
+    def fit(self, x=None, y=None, *args, **kwargs):
+        self.check_target_values(y)
+        return super().fit(x, y, *args, **kwargs)
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+    def train_on_batch(self, x, y=None, *args, **kwargs):
+        self.check_target_values(y)
+        return super().train_on_batch(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self.check_target_values(y)
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def test_on_batch(self, x, y=None, *args, **kwargs):
+        self.check_target_values(y)
+        return super().test_on_batch(x, y, *args, **kwargs)
+
+    def _unpack(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if y is None:
             raise ValueError("training a Detector needs targets `y`: dict 'boxes' [B, M, 4] and 'labels' [B, M]")
         if sample_weight is not None:
             raise ValueError("Detector does not take `sample_weight`; give padded rows label -1 instead")
-        _check_images(x, "x (images)")
-        _check_targets(y, x.shape[0])
-        terms = self.detection_losses(x, y, y_pred)
-        total = tf.add_n([tf.cast(v, tf.float32) for v in terms.values()])
-        for name, value in terms.items():
-            self._term_tracker(name).update_state(value)
-        if self.losses:
-            total = total + tf.add_n([tf.cast(v, tf.float32) for v in self.losses])
-        return total
+        images, _ = self.split_inputs(x)
+        _check_images(images, "x (images)")
+        return x, self.standardize_targets(y, images)
 
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        if getattr(self, "_in_train_step", False):
-            return {k: v for m in self.metrics if m not in self._detection_metrics for k, v in _result(m).items()}
+    def train_step(self, data):
+        """One optimisation step: the forward pass sees the targets and `training=True` (two-stage
+        families sample proposals against them), then the loss terms, gradients and update."""
+        x, y = self._unpack(data)
+        with tf.GradientTape() as tape:
+            raw = self(x, training=True, targets=y)
+            loss = self.compute_loss(x, y, raw, training=True)
+            self._loss_tracker.update_state(loss)
+            scaled = self.optimizer.scale_loss(loss) if self.optimizer is not None else loss
+        variables = self.trainable_weights
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        # detection metrics (COCO AP...) are updated in evaluate() only, not on every training batch
+        return {k: v for m in self.metrics if m not in self._detection_metrics for k, v in _result(m).items()}
+
+    def test_step(self, data):
+        """Loss terms with the targets in the forward pass; detection metrics from `detect` on the images."""
+        x, y = self._unpack(data)
+        raw = self(x, training=False, targets=y)
+        loss = self.compute_loss(x, y, raw, training=False)
+        self._loss_tracker.update_state(loss)
         if self._detection_metrics:
-            detections = self.postprocess(y_pred, x)
+            detections = self.detect(x)
             for metric in self._detection_metrics:
                 metric.update_state(y, detections)
         return self.get_metrics_result()
+
+    def _term_tracker(self, name):
+        if name not in self.loss_terms:
+            raise ValueError(f"{type(self).__name__}.detection_losses returned {name!r}, not listed in `loss_terms`")
+        return self._loss_trackers.get(name)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The sum of the family's loss terms (each logged as a metric) and the layers' own losses.
+
+        `x` is the model input, `y` the targets (standardised when they come through `fit`), `y_pred`
+        the raw outputs of `call(x, training=training, targets=y)`."""
+        if y is None:
+            raise ValueError("training a Detector needs targets `y`: dict 'boxes' [B, M, 4] and 'labels' [B, M]")
+        if sample_weight is not None:
+            raise ValueError("Detector does not take `sample_weight`; give padded rows label -1 instead")
+        images, _ = self.split_inputs(x)
+        _check_images(images, "x (images)")
+        if y.get("labels") is None or y["labels"].dtype != tf.int32 or "classes" in y:
+            y = self.standardize_targets(y, images)
+        terms = self.detection_losses(images, y, y_pred)
+        total = tf.add_n([tf.cast(v, tf.float32) for v in terms.values()])
+        for name, value in terms.items():
+            tracker = self._term_tracker(name)
+            if tracker is not None:
+                tracker.update_state(value)
+        if self.losses:
+            total = total + tf.add_n([tf.cast(v, tf.float32) for v in self.losses])
+        return total
 
     @property
     def metrics(self):
@@ -271,6 +471,12 @@ class Detector(keras.Model):
         if isinstance(optimizer, str) and optimizer == "default":
             optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=1e-4, global_clipnorm=10.0)
         self._set_detection_metrics(metrics)
+        # one Mean per loss term, made here because `loss_terms` may depend on the constructor's arguments
+        trackers = dict(self._loss_trackers)
+        for name in self.loss_terms:
+            if name not in trackers:
+                trackers[name] = keras.metrics.Mean(name=name)
+        object.__setattr__(self, "_loss_trackers", trackers)
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
 
     def _set_detection_metrics(self, metrics):
@@ -301,12 +507,22 @@ class Detector(keras.Model):
 
     # -- building and config --------------------------------------------------------------------------
 
+    def example_inputs(self, height=256, width=256, batch=1):
+        """Zero inputs of the given size for building: images, plus one roi per image where the family takes rois."""
+        images = tf.zeros([batch, height, width, 3], tf.float32)
+        if not self.needs_rois:
+            return images
+        rois = tf.tile(tf.constant([[[0.0, 0.0, width / 2.0, height / 2.0]]]), [batch, 1, 1])
+        return {"images": images, "rois": rois}
+
     def build(self, input_shape=None):
         """Creates the variables by running the model once on a zero image (256 x 256 unless the shape says)."""
+        if isinstance(input_shape, dict):
+            input_shape = input_shape.get("images")
         h = w = None
         if input_shape is not None and len(input_shape) == 4:
             h, w = input_shape[1], input_shape[2]
-        self.call(tf.zeros([1, h or 256, w or 256, 3], tf.float32), training=False)
+        self.call(self.example_inputs(h or 256, w or 256), training=False)
         self.built = True
 
     def build_for_size(self, image_size):
@@ -324,5 +540,6 @@ class Detector(keras.Model):
             score_threshold=self.score_threshold,
             nms_iou_threshold=self.nms_iou_threshold,
             max_detections=self.max_detections,
+            bounding_box_format=self.bounding_box_format,
         )
         return config

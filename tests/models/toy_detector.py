@@ -31,7 +31,8 @@ class ToyDetector(Detector):
         self.class_out = keras.layers.Dense(self.num_boxes * num_classes, name="class_out")
         self.box_out = keras.layers.Dense(self.num_boxes * 4, name="box_out")
 
-    def call(self, images, training=False):
+    def call(self, inputs, training=False, targets=None):
+        images, _ = self.split_inputs(inputs)
         x = self.pool(self.conv(self.rescale(tf.cast(images, tf.float32))))
         return {
             "logits": tf.reshape(self.class_out(x), [-1, self.num_boxes, self.num_classes]),
