@@ -9,6 +9,8 @@ import tensorflow as tf
 
 from kerasdet.backbones.resnet import ResNet
 from kerasdet.coders.delta_coder import DeltaCoder
+from kerasdet.heads.anchor_targets import assign_anchor_targets
+from kerasdet.heads.dense_head import conv_tower, per_level_outputs
 from kerasdet.layers.anchor_generator import AnchorGenerator
 from kerasdet.layers.box_matcher import BoxMatcher
 from kerasdet.layers.feature_pyramid import FeaturePyramid
@@ -19,20 +21,6 @@ from kerasdet.models.detector import Detector
 from kerasdet.ops.boxes import clip_boxes
 
 _LEVEL_STRIDES = {3: 8, 4: 16, 5: 32, 6: 64, 7: 128}
-
-
-def _head(depth, channels, outputs, bias_init, name):
-    layers = []
-    for i in range(depth):
-        layers.append(
-            keras.layers.Conv2D(channels, 3, padding="same", activation="relu",
-                                kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), name=f"{name}_conv{i}")
-        )
-    layers.append(
-        keras.layers.Conv2D(outputs, 3, padding="same", kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
-                            bias_initializer=bias_init, name=f"{name}_out")
-    )
-    return keras.Sequential(layers, name=name)
 
 
 @keras.saving.register_keras_serializable(package="kerasdet")
@@ -70,9 +58,10 @@ class RetinaNet(Detector):
         **kwargs: `keras.Model` arguments.
 
     Call arguments:
-        images: `[B, H, W, 3]` RGB in 0..255 (uint8 or float); H and W multiples of 128 keep every
+        inputs: `[B, H, W, 3]` RGB in 0..255 (uint8 or float); H and W multiples of 128 keep every
             level aligned (other sizes work, rounded up per level).
         training: Keras' training flag.
+        targets: unused (a one-stage detector matches anchors in the loss).
 
     Returns (`call`):
         dict `{"class_logits": [B, A, num_classes], "box_deltas": [B, A, 4], "anchors": [A, 4]}`;
@@ -144,9 +133,9 @@ class RetinaNet(Detector):
 
         self.fpn = FeaturePyramid(min_level=3, max_level=7, num_channels=self.fpn_channels, name="fpn")
         bias = -math.log((1.0 - self.prior_probability) / self.prior_probability)
-        self.class_head = _head(self.head_depth, self.head_channels, self.num_anchors * num_classes,
-                                keras.initializers.Constant(bias), "class_head")
-        self.box_head = _head(self.head_depth, self.head_channels, self.num_anchors * 4, "zeros", "box_head")
+        self.class_head = conv_tower(self.head_depth, self.head_channels, self.num_anchors * num_classes,
+                                     keras.initializers.Constant(bias), "class_head")
+        self.box_head = conv_tower(self.head_depth, self.head_channels, self.num_anchors * 4, "zeros", "box_head")
         self.anchor_generator = AnchorGenerator(
             sizes=[[b * s for s in self.anchor_scales] for b in self.anchor_base_sizes],
             aspect_ratios=self.aspect_ratios,
@@ -186,50 +175,31 @@ class RetinaNet(Detector):
 
     # -- forward --------------------------------------------------------------------------------------
 
-    def call(self, images, training=False):
+    def call(self, inputs, training=False, targets=None):
+        images, _ = self.split_inputs(inputs)
         features = self.backbone(images, training=training)
         pyramid = self.fpn(features, training=training)
-        class_logits, box_deltas, maps = [], [], []
-        for level in range(3, 8):
-            p = pyramid[f"P{level}"]
-            maps.append(p)
-            batch = tf.shape(p)[0]
-            c = self.class_head(p, training=training)
-            b = self.box_head(p, training=training)
-            class_logits.append(tf.reshape(c, [batch, -1, self.num_classes]))
-            box_deltas.append(tf.reshape(b, [batch, -1, 4]))
-        anchors = self.anchor_generator(images, *maps)
+        maps = [pyramid[f"P{level}"] for level in range(3, 8)]
         return {
-            "class_logits": tf.cast(tf.concat(class_logits, axis=1), tf.float32),
-            "box_deltas": tf.cast(tf.concat(box_deltas, axis=1), tf.float32),
-            "anchors": anchors,
+            "class_logits": per_level_outputs(self.class_head, maps, self.num_classes, training=training),
+            "box_deltas": per_level_outputs(self.box_head, maps, 4, training=training),
+            "anchors": self.anchor_generator(images, *maps),
         }
 
     # -- loss and decoding ----------------------------------------------------------------------------
 
     def detection_losses(self, images, targets, raw):
         anchors = raw["anchors"]
-        gt_boxes = tf.cast(targets["boxes"], tf.float32)
-        gt_labels = tf.cast(targets["labels"], tf.int32)
-        match = self.matcher(anchors, gt_boxes, gt_labels)
-        states = match["match_states"]
-        index = tf.maximum(match["matched_gt_indices"], 0)
-        positive = tf.equal(states, 1)
-        valid = tf.not_equal(states, -1)
-        num_positive = tf.maximum(tf.reduce_sum(tf.cast(positive, tf.float32)), 1.0)
-
-        matched_labels = tf.gather(gt_labels, index, batch_dims=1)
-        class_labels = tf.where(positive, matched_labels, -1)  # -1: background (all-zero one-hot target)
-        class_loss = self.focal_loss.sum_over_labels(class_labels, raw["class_logits"], tf.cast(valid, tf.float32))
-
-        matched_boxes = tf.gather(gt_boxes, index, batch_dims=1)
-        weight = tf.cast(positive, tf.float32)
-        # non-positive anchors get their own box as target (weight 0): finite deltas, no NaN gradients
-        safe_target = tf.where(positive[..., None], matched_boxes, tf.broadcast_to(anchors, tf.shape(matched_boxes)))
+        assigned = assign_anchor_targets(self.matcher, anchors, targets)
+        num_positive = assigned["num_positive"]
+        class_loss = self.focal_loss.sum_over_labels(assigned["labels"], raw["class_logits"], assigned["valid"])
+        # non-positive anchors carry their own box as target (weight 0): finite deltas, no NaN gradients
         if isinstance(self.box_loss, GIoULoss):
-            box_loss = self.box_loss(safe_target, self.coder.decode(anchors, raw["box_deltas"]), sample_weight=weight)
+            box_loss = self.box_loss(assigned["boxes"], self.coder.decode(anchors, raw["box_deltas"]),
+                                     sample_weight=assigned["positive"])
         else:
-            box_loss = self.box_loss(self.coder.encode(anchors, safe_target), raw["box_deltas"], sample_weight=weight)
+            box_loss = self.box_loss(self.coder.encode(anchors, assigned["boxes"]), raw["box_deltas"],
+                                     sample_weight=assigned["positive"])
         return {"class_loss": class_loss / num_positive, "box_loss": box_loss / num_positive}
 
     def decode_candidates(self, raw, images):
