@@ -144,11 +144,13 @@ class FeatureBackbone(keras.Model):
     """
 
     _config_keys: tuple = ()
+    #: stride of every output name the backbone can return (C2-C5 for ResNet / MobileNetV2)
+    level_strides: dict = LEVEL_STRIDES
 
     @property
     def feature_strides(self) -> dict:
-        """Stride of each output, e.g. `{"C3": 8, "C4": 16, "C5": 32}`."""
-        return {level: LEVEL_STRIDES[level] for level in self.levels}
+        """Stride of each output, e.g. `{"C3": 8, "C4": 16, "C5": 32}` or `{"conv5_3": 16}`."""
+        return {level: self.level_strides[level] for level in self.levels}
 
     def get_config(self):
         # weights are not part of the config: they travel in the saved file, and rebuilding from a

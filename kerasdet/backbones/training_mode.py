@@ -1,0 +1,44 @@
+"""Which backbone layers train: frozen batch norm and the `trainable_backbone_layers` rule."""
+
+from __future__ import annotations
+
+import re
+
+import keras
+
+_STAGE_OF_NAME = (re.compile(r"^conv(\d)_"), re.compile(r"^block(\d)_"), re.compile(r"^conv(\d)$"))
+
+
+def _stage(layer_name):
+    for pattern in _STAGE_OF_NAME:
+        m = pattern.match(layer_name)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def set_backbone_training(backbone, frozen_batch_norm=False, trainable_layers=None):
+    """Freezes a backbone's batch norm and / or its first stages, in place; returns the backbone.
+
+    - `frozen_batch_norm`: every `BatchNormalization` layer gets `trainable = False`, which in Keras 3
+      also makes it use its moving statistics in training (the usual practice for two-stage detectors
+      trained at batch 1-2, where batch statistics are noise).
+    - `trainable_layers`: None trains everything; otherwise the number of stages, counted from the
+      last, that train (torchvision's `trainable_backbone_layers`, 0-5): the stem and earlier stages
+      are frozen. Stages are read from the layer names (`conv{k}_...` for ResNet, `block{k}_...` for
+      VGG16, `conv{k}` for ZF net; stage 1 is the stem).
+
+    Example:
+        >>> backbone = set_backbone_training(ResNet(50, levels=("C4",)), frozen_batch_norm=True, trainable_layers=3)
+    """
+    if trainable_layers is not None and not (isinstance(trainable_layers, int) and 0 <= trainable_layers <= 5):
+        raise ValueError(f"`trainable_layers` must be None or an int in [0, 5]; got {trainable_layers!r}")
+    first_trainable = None if trainable_layers is None else 6 - trainable_layers
+    for layer in backbone.layers:
+        if frozen_batch_norm and isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+        if first_trainable is not None and layer.weights:
+            stage = _stage(layer.name)
+            if stage is not None and stage < first_trainable:
+                layer.trainable = False
+    return backbone
