@@ -30,22 +30,6 @@ def _quiet_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-# -- architectures that `train` can build (explicit table) ---------------------------------------------
-
-def _arch_table():
-    from kerasdet.models.retinanet import RetinaNet
-
-    return {
-        "retinanet-compact": lambda n, names: RetinaNet.compact(num_classes=n, class_names=names),
-        "retinanet-compact-giou": lambda n, names: RetinaNet.compact(
-            num_classes=n, class_names=names, box_loss=__import__("kerasdet.losses.giou", fromlist=["GIoULoss"]).GIoULoss(reduction="sum")),
-        "retinanet-resnet50": lambda n, names: RetinaNet.paper_config("resnet50", num_classes=n, class_names=names),
-    }
-
-
-ARCHS = ("retinanet-compact", "retinanet-compact-giou", "retinanet-resnet50")
-
-
 # -- datasets -------------------------------------------------------------------------------------------
 
 def open_dataset(spec: str, split: str, images: int | None, image_size: int):
@@ -100,6 +84,35 @@ def load_model(spec: str, num_classes=None):
     return registry.build(meta, num_classes=num_classes, weights=folder / meta["weights"], what=f"run {folder}"), meta
 
 
+def build_model(arch, num_classes, class_names):
+    """A fresh model of a table architecture (`kerasdet.models.families`)."""
+    from kerasdet.models import families
+
+    try:
+        row = families.family_of_arch(arch)
+    except ValueError as err:
+        raise SystemExit(f"kerasdet: --arch: {err}") from None
+    return row.archs[arch](num_classes, class_names)
+
+
+def _recipe_of(args):
+    """The training recipe of the family being trained (from --arch, or the --init-from model's family)."""
+    from kerasdet.models import families
+
+    if args.init_from:
+        import kerasdet.zoo as zoo
+
+        meta_path = pathlib.Path(args.init_from) / "model.json"
+        name = zoo.card(args.init_from)["family"] if args.init_from in zoo.list() else (
+            json.loads(meta_path.read_text())["family"] if meta_path.is_file() else None)
+        if name is not None:
+            return families.family(name).recipe
+    try:
+        return families.family_of_arch(args.arch).recipe
+    except ValueError as err:
+        raise SystemExit(f"kerasdet: --arch: {err}") from None
+
+
 # -- commands -------------------------------------------------------------------------------------------
 
 def cmd_list(args):
@@ -125,52 +138,153 @@ def _stages(args, stage_seconds):
     return command, round(seconds, 1)
 
 
+def _latest_checkpoint(run):
+    """(path, epoch) of the newest `checkpoints/epoch_NNN.weights.h5` of a run folder, or (None, 0)."""
+    found = sorted((run / "checkpoints").glob("epoch_*.weights.h5"))
+    if not found:
+        return None, 0
+    return found[-1], int(found[-1].name.split("_")[1].split(".")[0])
+
+
+def _resume_state(args):
+    """The arguments of the interrupted run in `args.resume` and where to go on from:
+    (args, checkpoint, epochs done, seconds spent)."""
+    run = pathlib.Path(args.resume)
+    record = run / "command.json"
+    if not record.is_file():
+        raise SystemExit(f"kerasdet: --resume {run}: no command.json there (not a kerasdet training run folder)")
+    saved = json.loads(record.read_text())
+    resumed = build_parser().parse_args(saved["argv"])
+    resumed.command_line, resumed.argv, resumed.resume = saved["command"], saved["argv"], str(run)
+    if (run / "model.json").is_file():
+        raise SystemExit(f"kerasdet: --resume {run}: that run has finished (model.json exists)")
+    checkpoint, epoch = _latest_checkpoint(run)
+    if checkpoint is None:
+        print(f"[train] --resume {run}: no checkpoint yet, starting the run again", flush=True)
+        return resumed, None, 0, 0.0
+    progress = run / "progress.json"
+    seconds = json.loads(progress.read_text()).get("seconds", {}).get(str(epoch), 0.0) if progress.is_file() else 0.0
+    return resumed, checkpoint, epoch, float(seconds)
+
+
+def _rebuild_for_resume(args, num_classes, class_names):
+    """The interrupted run's model, built before its checkpoint is loaded."""
+    if args.init_from:
+        model, _ = load_model(args.init_from, num_classes=num_classes)
+        model.class_names = class_names
+        return model
+    model = build_model(args.arch, num_classes, class_names)
+    return model.build_for_size(args.image_size)
+
+
+class _TrainingProgress:
+    """Progress lines every `every` steps when stdout is not a terminal, and `progress.json` with the
+    cumulative training seconds at the end of each epoch (so that a resumed run counts the time before)."""
+
+    def __new__(cls, path, seconds_before, steps_per_epoch, every=100):
+        import keras
+
+        class Progress(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.start = time.time()
+                self.data = json.loads(path.read_text()) if path.is_file() else {"seconds": {}}
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.epoch = epoch
+
+            def on_train_batch_end(self, batch, logs=None):
+                if not sys.stdout.isatty() and (batch + 1) % every == 0:
+                    terms = " ".join(f"{k} {float(v):.4f}" for k, v in (logs or {}).items())
+                    elapsed = time.time() - self.start + seconds_before
+                    print(f"[train] epoch {self.epoch + 1} step {batch + 1}/{steps_per_epoch} {terms} "
+                          f"({elapsed:.0f} s)", flush=True)
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.data["seconds"][str(epoch + 1)] = round(time.time() - self.start + seconds_before, 1)
+                path.write_text(json.dumps(self.data, indent=1))
+                terms = " ".join(f"{k} {float(v):.4f}" for k, v in (logs or {}).items())
+                print(f"[train] epoch {epoch + 1} done: {terms}", flush=True)
+
+        return Progress()
+
+
 def cmd_train(args):
     _quiet_tensorflow()
+    if not args.resume and not args.out:
+        raise SystemExit("kerasdet train: --out RUN_FOLDER is required (or --resume RUN_FOLDER)")
     import keras
 
-    from kerasdet.data import DetectionAugmenter, prepare
+    from kerasdet.data import prepare
+    from kerasdet.models import families
     from kerasdet.zoo import weights as weights_io
 
+    resume_from, initial_epoch, seconds_before = None, 0, 0.0
+    if args.resume:
+        args, resume_from, initial_epoch, seconds_before = _resume_state(args)
     out = pathlib.Path(args.out)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(args.seed)
+    if resume_from is None:
+        (out / "command.json").write_text(json.dumps({"command": args.command_line, "argv": args.argv}, indent=1))
+    keras.utils.set_random_seed(args.seed + initial_epoch)
     ds, class_names, _ = open_dataset(args.dataset, "train", args.train_images, args.image_size)
     ds = ds.cache()
     count = sum(1 for _ in ds)
     print(f"[train] {count} training images from {args.dataset} at {args.image_size}px, {len(class_names)} classes", flush=True)
-    augmenter = DetectionAugmenter(flip=True, scale_range=(args.scale_min, args.scale_max), output_size=args.image_size,
-                                   color=True, seed=args.seed)
+    recipe = _recipe_of(args)
+    if args.lr is None:
+        args.lr = recipe.learning_rate
+    if args.warmup is None:
+        args.warmup = recipe.warmup_steps
+    scale_range = None
+    if args.scale_min is not None or args.scale_max is not None:
+        scale_range = (recipe.scale_range[0] if args.scale_min is None else args.scale_min,
+                       recipe.scale_range[1] if args.scale_max is None else args.scale_max)
+    augmenter = recipe.augmenter(args.image_size, scale_range, seed=args.seed)
     train = prepare(ds, args.batch_size, args.image_size, augmenter=augmenter, shuffle_buffer=min(count, 2048),
                     drop_remainder=True, seed=args.seed, max_boxes=args.max_boxes)
     steps = max(count // args.batch_size, 1) * args.epochs
 
-    if args.init_from:
+    if args.init_from and resume_from is None:
         model, _ = load_model(args.init_from, num_classes=len(class_names))
         model.class_names = class_names
+    elif resume_from is not None:
+        model = _rebuild_for_resume(args, len(class_names), class_names)
     else:
-        if args.arch not in ARCHS:
-            raise SystemExit(f"kerasdet: unknown --arch {args.arch!r}; choose one of {ARCHS}")
-        model = _arch_table()[args.arch](len(class_names), class_names)
+        model = build_model(args.arch, len(class_names), class_names)
         model.build_for_size(args.image_size)
+        if args.backbone_from:
+            source, _ = load_model(args.backbone_from)
+            skipped = weights_io.transfer_matching(source, model)
+            copied = len(model.weights) - len(skipped)
+            if copied == 0:
+                raise SystemExit(f"kerasdet: --backbone-from {args.backbone_from} shares no variable (by path and "
+                                 f"shape) with --arch {args.arch}")
+            print(f"[train] {copied} of {len(model.weights)} variables initialised from {args.backbone_from}", flush=True)
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=args.lr * 0.1, decay_steps=max(steps - args.warmup, 1), alpha=0.01,
         warmup_target=args.lr, warmup_steps=min(args.warmup, steps // 2))
-    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=1e-4, global_clipnorm=10.0))
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=recipe.weight_decay,
+                                                   global_clipnorm=recipe.clipnorm))
+    if resume_from is not None:
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(str(resume_from))  # model and optimizer state (step count, moments)
+        print(f"[train] resumed from {resume_from} after epoch {initial_epoch} ({seconds_before:.0f} s so far)", flush=True)
     print(f"[train] {type(model).__name__} with {model.count_params():,} parameters; {steps} steps of batch "
           f"{args.batch_size}, peak learning rate {args.lr}", flush=True)
     callbacks = [
         keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "epoch_{epoch:03d}.weights.h5"), save_weights_only=True),
-        keras.callbacks.CSVLogger(str(out / "history.csv")),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume_from is not None),
+        _TrainingProgress(out / "progress.json", seconds_before, steps_per_epoch=steps // args.epochs),
     ]
     start = time.time()
-    model.fit(train, epochs=args.epochs, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+    model.fit(train, epochs=args.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
+              verbose=1 if sys.stdout.isatty() else 0)
     weights_name = "model.weights.h5"
-    stage_seconds = round(time.time() - start, 1)
+    stage_seconds = round(time.time() - start + seconds_before, 1)
     train_command, train_seconds = _stages(args, stage_seconds)
     weights_io.save_model_weights(model, out / weights_name, args.image_size)
     meta = {
-        "family": "retinanet",
+        "family": families.family_of_model(model),
         "config": model.get_config(),
         "num_classes": len(class_names),
         "class_names": class_names,
@@ -401,26 +515,37 @@ def cmd_demo(args):
     return 0
 
 
+def _arch_names():
+    from kerasdet.models.families import arch_names
+
+    return arch_names()
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="kerasdet", description="kerasdet: object detection models for Keras 3")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the released zoo models").set_defaults(fn=cmd_list)
 
     t = sub.add_parser("train", help="train a model; writes weights, model.json, checkpoints and history.csv")
-    t.add_argument("--arch", default="retinanet-compact", help=f"architecture: {', '.join(ARCHS)}")
+    t.add_argument("--arch", default="retinanet-compact", help=f"architecture: {', '.join(_arch_names())}")
     t.add_argument("--init-from", help="start from a zoo model or run folder (its class head is rebuilt if the class count differs)")
+    t.add_argument("--backbone-from", help="zoo model or run folder whose variables of the same path and shape "
+                                           "(e.g. a shared backbone and FPN) initialise the new --arch model")
     t.add_argument("--dataset", default="synthetic", help="synthetic, coco:ANN.json[:IMAGES], voc:ROOT[:SPLIT], yolo:ROOT[:SPLIT]")
     t.add_argument("--train-images", type=int, default=None, help="images to use (synthetic: how many to generate)")
     t.add_argument("--image-size", type=int, default=256)
     t.add_argument("--epochs", type=int, default=12)
     t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, warm-up then cosine decay)")
-    t.add_argument("--warmup", type=int, default=300, help="warm-up steps")
-    t.add_argument("--scale-min", type=float, default=0.75)
-    t.add_argument("--scale-max", type=float, default=1.25)
+    t.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (AdamW, warm-up then cosine decay; default: the family's recipe)")
+    t.add_argument("--warmup", type=int, default=None, help="warm-up steps (default: the family's recipe)")
+    t.add_argument("--scale-min", type=float, default=None, help="scale jitter (default: the family's recipe)")
+    t.add_argument("--scale-max", type=float, default=None)
     t.add_argument("--max-boxes", type=int, default=32)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", required=True, help="run folder")
+    t.add_argument("--out", help="run folder (required unless --resume)")
+    t.add_argument("--resume", help="run folder of an interrupted `kerasdet train`: goes on from its last epoch "
+                                    "checkpoint with the same arguments (model and optimizer state)")
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("evaluate", help="COCO and VOC metrics on a dataset, PR-curve PNG, optionally into a card")
@@ -472,6 +597,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.command_line = "kerasdet " + " ".join(shlex.quote(a) for a in argv)
+    args.argv = argv
     return args.fn(args)
 
 

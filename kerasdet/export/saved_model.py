@@ -7,6 +7,7 @@ import pathlib
 import keras
 import tensorflow as tf
 
+#: the outputs of every family; a model's own list is `model.output_keys` (masks, keypoints...)
 OUTPUT_KEYS = ("boxes", "scores", "labels", "num_detections")
 
 
@@ -31,7 +32,9 @@ def saved_model(model, path, overwrite: bool = False) -> pathlib.Path:
 
     - `serving_default`: `images` uint8 `[None, None, None, 3]` (any batch size, any image size the
       family accepts) -> `boxes [B, N, 4]`, `scores [B, N]`, `labels int32 [B, N]` (-1 padding),
-      `num_detections int32 [B]`, NMS inside the graph.
+      `num_detections int32 [B]`, plus the family's own outputs (`model.output_keys`: masks,
+      keypoints...), NMS inside the graph. Families that detect on external proposals
+      (`model.needs_rois`) also take `rois` float32 `[None, None, 4]` (xyxy pixels, padding rows -1).
     - `serving_bytes`: `images` string `[None]` of encoded JPEG/PNG -> the same outputs; images of
       different sizes in one request are padded at the bottom/right (boxes stay in each image's pixels).
 
@@ -61,21 +64,30 @@ def saved_model(model, path, overwrite: bool = False) -> pathlib.Path:
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise FileExistsError(f"`path` {path} exists and is not empty; pass overwrite=True to replace it")
 
-    def detect(images):
-        out = model.detect(images)
-        return {k: out[k] for k in OUTPUT_KEYS}
-
+    keys = tuple(getattr(model, "output_keys", OUTPUT_KEYS))
+    image_spec = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
+    bytes_spec = tf.TensorSpec([None], tf.string, name="images")
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(
-        name="serving_default",
-        fn=detect,
-        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
-    )
-    archive.add_endpoint(
-        name="serving_bytes",
-        fn=lambda images: detect(_decode_batch(images)),
-        input_signature=[tf.TensorSpec([None], tf.string, name="images")],
-    )
+    if getattr(model, "needs_rois", False):
+        # families that classify external proposals: both signatures also take rois [B, R, 4] (xyxy pixels,
+        # padding rows -1)
+        rois_spec = tf.TensorSpec([None, None, 4], tf.float32, name="rois")
+
+        def detect_with_rois(images, rois):
+            out = model.detect({"images": images, "rois": rois})
+            return {k: out[k] for k in keys}
+
+        archive.add_endpoint(name="serving_default", fn=detect_with_rois, input_signature=[image_spec, rois_spec])
+        archive.add_endpoint(name="serving_bytes", fn=lambda images, rois: detect_with_rois(_decode_batch(images), rois),
+                             input_signature=[bytes_spec, rois_spec])
+    else:
+        def detect(images):
+            out = model.detect(images)
+            return {k: out[k] for k in keys}
+
+        archive.add_endpoint(name="serving_default", fn=detect, input_signature=[image_spec])
+        archive.add_endpoint(name="serving_bytes", fn=lambda images: detect(_decode_batch(images)),
+                             input_signature=[bytes_spec])
     archive.write_out(str(path), verbose=False)
     return path

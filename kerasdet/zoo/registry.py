@@ -8,7 +8,6 @@ model's full Keras config, so the architecture is rebuilt exactly; `weights` and
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import os
 import pathlib
@@ -21,10 +20,6 @@ RELEASED = {
     "retinanet_resnet18_shapes": "retinanet_resnet18_shapes",
 }
 
-#: Families: card "family" -> "module:Class" of the model (imported only when a card needs it).
-FAMILIES = {
-    "retinanet": "kerasdet.models.retinanet.retinanet:RetinaNet",
-}
 
 REQUIRED_CARD_KEYS = ("name", "family", "config", "num_classes", "class_names", "image_size", "weights", "sha256",
                       "dataset", "train_command", "eval_command", "metrics")
@@ -82,11 +77,10 @@ def card(name: str) -> dict:
 
 
 def family_class(family: str):
-    """The model class of a card's family."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; known: {sorted(FAMILIES)}")
-    module, cls = FAMILIES[family].split(":")
-    return getattr(importlib.import_module(module), cls)
+    """The model class of a card's family (`kerasdet.models.families`)."""
+    from kerasdet.models.families import family as family_row
+
+    return family_row(family).model_class
 
 
 def _instantiate(model_card: dict, num_classes: int | None):
