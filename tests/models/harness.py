@@ -1,0 +1,251 @@
+"""The model harness of DESIGN.md §8 / issue "Two-stage core": the checks every detector family passes.
+
+A family's test module describes its model once with a `FamilySpec` and calls `family_tests(spec)`, which
+returns pytest test functions to bind at module level:
+
+    spec = FamilySpec(name="faster_rcnn", build=lambda: FasterRCNN.compact(num_classes=3, width=0.25), ...)
+    globals().update(family_tests(spec))
+
+The checks (each one test):
+
+1. config round trip: `from_config(get_config())` gives an equal config, and every `__init__` argument is in it;
+2. `.keras` save/load gives equal predictions;
+3. batch 0: `predict` on 0 images gives the declared outputs with batch 0;
+4. a `mixed_float16` training step gives a finite loss;
+5. a few `fit` steps on a tiny set: finite loss that falls;
+6. degenerate targets (zero-area, inverted, partly and wholly outside the image, an all-padding image)
+   give a finite loss and finite gradients;
+7. bad input (wrong rank, channels or dtype of the images; labels >= num_classes; labels below -1)
+   raises an error naming the argument;
+8. an export loaded in a fresh process (no kerasdet import) gives the outputs of `predict`.
+
+Later issues (the user's path, reliability, speed) add their checks here, once for every family.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasdet.data import prepare, synthetic
+from kerasdet.export import saved_model
+
+HERE = Path(__file__).parent
+
+
+@dataclasses.dataclass
+class FamilySpec:
+    """How to make a small model of a family and its inputs.
+
+    Attributes:
+        name: test-name prefix.
+        build: `() -> Detector`, a small, unbuilt model with `num_classes` classes.
+        num_classes: the model's class count (the embedded dataset's labels are folded into it).
+        image_size: side of the test images.
+        fit_epochs: epochs of `fit` on one batch for the falling-loss check.
+        learning_rate: of that fit.
+        make_rois: for families with `needs_rois`: `(targets, batch) -> rois [B, R, 4]` (e.g. jittered boxes).
+    """
+
+    name: str
+    build: Callable
+    num_classes: int = 3
+    image_size: int = 96
+    fit_epochs: int = 12
+    learning_rate: float = 1e-3
+    make_rois: Callable | None = None
+
+
+def synthetic_batch(spec, num_images=4, split="train"):
+    """A padded batch of the embedded dataset at `spec.image_size`, labels folded into `spec.num_classes`."""
+    ds = synthetic.dataset(split, num_images, image_size=spec.image_size, with_masks=False, with_keypoints=False)
+    x, y = next(iter(prepare(ds, num_images, spec.image_size)))
+    y = {k: v.numpy() for k, v in y.items()}
+    y["labels"] = np.where(y["labels"] >= 0, y["labels"] % spec.num_classes, -1).astype(np.int32)
+    return x.numpy(), y
+
+
+def default_rois(targets, batch):
+    """Ground-truth boxes jittered by a few pixels plus fixed background boxes, padded with -1."""
+    rng = np.random.default_rng(0)
+    boxes = targets["boxes"]
+    jitter = rng.normal(0.0, 2.0, boxes.shape).astype(np.float32)
+    fg = np.where(targets["labels"][..., None] >= 0, boxes + jitter, -1.0)
+    bg = np.tile(np.asarray([[[0, 0, 30, 30], [40, 40, 90, 90], [10, 50, 60, 95]]], np.float32), (batch, 1, 1))
+    return np.concatenate([fg, bg], axis=1).astype(np.float32)
+
+
+def model_inputs(spec, model, images, targets):
+    if not model.needs_rois:
+        return images
+    make = spec.make_rois or default_rois
+    return {"images": images, "rois": make(targets, images.shape[0])}
+
+
+def built(spec):
+    model = spec.build()
+    model.build_for_size(spec.image_size)
+    return model
+
+
+def _flat_close(a, b, atol, what):
+    assert sorted(a) == sorted(b), f"{what}: keys {sorted(a)} vs {sorted(b)}"
+    for key in a:
+        x, y = np.asarray(a[key]), np.asarray(b[key])
+        assert x.shape == y.shape, f"{what} {key}: {x.shape} vs {y.shape}"
+        if x.dtype.kind in "biu":
+            np.testing.assert_array_equal(x, y, err_msg=f"{what} {key}")
+        else:
+            np.testing.assert_allclose(x, y, atol=atol, rtol=0, err_msg=f"{what} {key}")
+
+
+def family_tests(spec: FamilySpec) -> dict:
+    """The harness's test functions for one family, named `test_<spec.name>_<check>`."""
+
+    @pytest.fixture(scope="module")
+    def trained():
+        """A model fitted a few steps on one batch (shared by the prediction checks), and the batch."""
+        keras.utils.set_random_seed(0)
+        model = built(spec)
+        x, y = synthetic_batch(spec)
+        inputs = model_inputs(spec, model, x, y)
+        model.compile(learning_rate=spec.learning_rate)
+        history = model.fit(inputs, y, batch_size=len(x), epochs=spec.fit_epochs, verbose=0).history
+        return model, inputs, y, history
+
+    def test_config_round_trip():
+        model = built(spec)
+        config = model.get_config()
+        again = type(model).from_config(json.loads(json.dumps(config))).get_config()
+        assert json.dumps(again, sort_keys=True) == json.dumps(config, sort_keys=True)
+        args = [n for n, p in inspect.signature(type(model).__init__).parameters.items()
+                if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        missing = [a for a in args if a not in config]
+        assert not missing, f"__init__ arguments not in get_config(): {missing}"
+
+    def test_fit_lowers_a_finite_loss(trained):
+        _, _, _, history = trained
+        losses = history["loss"]
+        assert np.isfinite(losses).all(), losses
+        assert set(type(trained[0]).loss_terms) <= set(history), sorted(history)
+        assert np.mean(losses[-3:]) < 0.8 * losses[0], losses
+
+    def test_keras_save_load_gives_equal_predictions(trained, tmp_path):
+        model, inputs, _, _ = trained
+        path = tmp_path / "model.keras"
+        model.save(path)
+        loaded = keras.models.load_model(path)
+        _flat_close(loaded.predict(inputs, verbose=0), model.predict(inputs, verbose=0), 1e-4, "reloaded")
+
+    def test_batch_zero_gives_empty_declared_outputs():
+        model = built(spec)
+        images = np.zeros((0, spec.image_size, spec.image_size, 3), np.uint8)
+        inputs = images if not model.needs_rois else {"images": images, "rois": np.zeros((0, 2, 4), np.float32)}
+        out = model.predict(inputs, verbose=0)
+        assert sorted(out) == sorted(model.output_keys)
+        assert all(np.asarray(v).shape[0] == 0 for v in out.values())
+
+    def test_mixed_float16_training_step_is_finite():
+        keras.config.set_dtype_policy("mixed_float16")
+        try:
+            model = built(spec)
+            x, y = synthetic_batch(spec, 2)
+            model.compile(learning_rate=1e-4)
+            logs = model.train_on_batch(model_inputs(spec, model, x, y), y, return_dict=True)
+        finally:
+            keras.config.set_dtype_policy("float32")
+        assert np.isfinite(logs["loss"]), logs
+
+    def test_degenerate_targets_give_finite_loss_and_gradients():
+        model = built(spec)
+        s = float(spec.image_size)
+        boxes = np.full((2, 6, 4), -1.0, np.float32)
+        labels = np.full((2, 6), -1, np.int32)
+        boxes[0, :6] = [[10, 10, 10, 10],                      # zero area
+                        [40, 40, 20, 20],                      # inverted
+                        [s - 10, s - 10, s + 30, s + 30],      # partly outside
+                        [s + 10, s + 10, s + 40, s + 40],      # wholly outside
+                        [-30, -30, -5, -5],                    # wholly outside, negative side
+                        [5, 5, 40, 40]]                        # one ordinary box
+        labels[0, :6] = [0, 1, 2 % spec.num_classes, 0, 1, 0]
+        # image 1: all padding
+        y = {"boxes": boxes, "labels": labels}
+        x = np.random.default_rng(0).uniform(0, 255, (2, spec.image_size, spec.image_size, 3)).astype(np.float32)
+        inputs = model_inputs(spec, model, x, y)
+        model.compile()
+        targets = model.standardize_targets(y, tf.constant(x))
+        with tf.GradientTape() as tape:
+            raw = model(inputs, training=True, targets=targets)
+            loss = model.compute_loss(inputs, targets, raw, training=True)
+        grads = tape.gradient(loss, model.trainable_variables)
+        assert np.isfinite(float(loss)), float(loss)
+        bad = [v.path for v, g in zip(model.trainable_variables, grads) if g is not None and not np.isfinite(g).all()]
+        assert not bad, f"non-finite gradients: {bad}"
+
+    def test_bad_input_is_refused_naming_the_argument():
+        model = built(spec)
+        x, y = synthetic_batch(spec, 2)
+        n = spec.image_size
+
+        def wrap(images):
+            return images if not model.needs_rois else {"images": images, "rois": np.zeros((len(images), 1, 4), np.float32)}
+
+        with pytest.raises((ValueError, TypeError), match="images"):
+            model.predict(wrap(np.zeros((1, 1, n, n, 3), np.float32)), verbose=0)       # rank 5
+        with pytest.raises(ValueError, match="images"):
+            model.predict(wrap(np.zeros((1, n, n, 4), np.float32)), verbose=0)          # RGBA
+        with pytest.raises(TypeError, match="images"):
+            model.predict(wrap(np.zeros((1, n, n, 3), np.bool_)), verbose=0)            # dtype
+        model.compile()
+        inputs = model_inputs(spec, model, x, y)
+        too_large = dict(y, labels=np.where(y["labels"] >= 0, spec.num_classes, -1).astype(np.int32))
+        with pytest.raises(Exception, match=r"y\['labels'\]"):
+            model.train_on_batch(inputs, too_large)
+        below = dict(y, labels=np.where(y["labels"] >= 0, -2, -1).astype(np.int32))
+        with pytest.raises(Exception, match=r"y\['labels'\]"):
+            model.train_on_batch(inputs, below)
+
+    def test_export_in_a_fresh_process_equals_predict(trained, tmp_path):
+        model, inputs, _, _ = trained
+        path = saved_model(model, tmp_path / "export" / "1")
+        images = np.clip(np.asarray(inputs["images"] if isinstance(inputs, dict) else inputs), 0, 255).astype(np.uint8)
+        feed = {"images": images}
+        if model.needs_rois:
+            feed["rois"] = np.asarray(inputs["rois"], np.float32)
+        np.savez(tmp_path / "inputs.npz", **feed)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        proc = subprocess.run([sys.executable, str(HERE / "fresh_export_run.py"), str(path), str(tmp_path / "inputs.npz"),
+                               str(tmp_path / "outputs.npz")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        with np.load(tmp_path / "outputs.npz") as f:
+            fresh = {k: f[k] for k in f.files}
+        assert int(fresh.pop("kerasdet_imported")) == 0
+        assert sorted(fresh.pop("signatures")) == ["serving_bytes", "serving_default"]
+        expected = model.predict(images if not model.needs_rois else dict(feed), verbose=0)
+        _flat_close(fresh, expected, 1e-4, "export")
+
+    tests = {
+        "trained": trained,
+        "test_config_round_trip": test_config_round_trip,
+        "test_fit_lowers_a_finite_loss": test_fit_lowers_a_finite_loss,
+        "test_keras_save_load_gives_equal_predictions": test_keras_save_load_gives_equal_predictions,
+        "test_batch_zero_gives_empty_declared_outputs": test_batch_zero_gives_empty_declared_outputs,
+        "test_mixed_float16_training_step_is_finite": test_mixed_float16_training_step_is_finite,
+        "test_degenerate_targets_give_finite_loss_and_gradients": test_degenerate_targets_give_finite_loss_and_gradients,
+        "test_bad_input_is_refused_naming_the_argument": test_bad_input_is_refused_naming_the_argument,
+        "test_export_in_a_fresh_process_equals_predict": test_export_in_a_fresh_process_equals_predict,
+    }
+    return {(k if k == "trained" else k.replace("test_", f"test_{spec.name}_", 1)): v for k, v in tests.items()}
