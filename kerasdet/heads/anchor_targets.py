@@ -55,7 +55,8 @@ def assign_anchor_targets(matcher, anchors, targets, image_hw=None, border_toler
 
     Returns:
         dict: `"states"` int32 `[B, A]` (1 positive, 0 negative, -1 ignored); `"labels"` int32 `[B, A]`
-        (the matched class for positives, -1 otherwise); `"boxes"` float32 `[B, A, 4]` (the matched
+        (the matched class for positives, -1 otherwise); `"indices"` int32 `[B, A]` (the matched
+        ground-truth row for positives, -1 otherwise); `"boxes"` float32 `[B, A, 4]` (the matched
         box for positives, the anchor itself otherwise, so that encoding stays finite);
         `"positive"` and `"valid"` float32 `[B, A]` weights; `"num_positive"` float32 (at least 1).
 
@@ -89,6 +90,7 @@ def assign_anchor_targets(matcher, anchors, targets, image_hw=None, border_toler
     return {
         "states": states,
         "labels": tf.where(positive, matched_labels, -1),
+        "indices": tf.where(positive, index, -1),
         "boxes": tf.where(positive[..., None], matched_boxes, anchor_boxes),
         "positive": positive_f,
         "valid": tf.cast(tf.not_equal(states, -1), tf.float32),

@@ -35,7 +35,8 @@ class ProposalSampler(keras.layers.Layer):
 
     Returns:
         dict `"rois"` `[B, S, 4]` (padding rows -1), `"labels"` int32 `[B, S]` (class for
-        foreground, `num_classes`-independent -1 for background and padding), `"states"` int32 `[B, S]`
+        foreground, -1 for background and padding), `"gt_indices"` int32 `[B, S]` (the matched target row
+        of foreground RoIs, -1 otherwise; e.g. to crop their masks), `"states"` int32 `[B, S]`
         (1 foreground, 0 background, -1 padding), `"boxes"` `[B, S, 4]` (the matched box of foreground
         RoIs, the RoI itself otherwise).
 
@@ -84,6 +85,7 @@ class ProposalSampler(keras.layers.Layer):
         return {
             "rois": tf.stop_gradient(rois),
             "labels": tf.where(kept == 1, tf.gather(assigned["labels"], index, batch_dims=1), -1),
+            "gt_indices": tf.where(kept == 1, tf.gather(assigned["indices"], index, batch_dims=1), -1),
             "states": kept,
             "boxes": tf.where((kept == 1)[..., None], tf.gather(assigned["boxes"], index, batch_dims=1),
                               tf.where((kept >= 0)[..., None], rois, 0.0)),

@@ -57,8 +57,8 @@ class FasterRCNN(Detector):
         targets: padded training targets (given by the training step; the proposals are sampled against them).
 
     Returns (`call`):
-        dict with the RPN's outputs (`objectness`, `deltas`, `anchors`, `proposals`...), the pooled
-        `rois` `[B, R, 4]` and the head's `class_logits` `[B, R, C + 1]` and `box_deltas` `[B, R, C, 4]`
+        dict with the RPN's outputs (`objectness`, `deltas`, `anchors`, `proposals`...), the `features`
+        maps, the pooled `rois` `[B, R, 4]` and the head's `class_logits` `[B, R, C + 1]` and `box_deltas` `[B, R, C, 4]`
         (plus `sampled` and `rpn_sampled` when targets are given); `predict` / `detect` return the
         detections dict (DESIGN.md §3).
 
@@ -247,6 +247,7 @@ class FasterRCNN(Detector):
             rois = out["sampled"]["rois"]
         out.update(self.box_head(self.pool_rois(features, rois), training=training))
         out["rois"] = rois
+        out["features"] = features  # for heads that run on the boxes NMS keeps (Mask R-CNN)
         return out
 
     # -- loss and decoding ----------------------------------------------------------------------------
