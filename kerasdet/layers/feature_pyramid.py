@@ -7,7 +7,7 @@ import numbers
 import keras
 import tensorflow as tf
 
-_EXTRA_FROM = ("backbone", "pyramid")
+_EXTRA_FROM = ("backbone", "pyramid", "subsample")
 
 
 def _level_of(key) -> int | None:
@@ -58,7 +58,9 @@ class FeaturePyramid(keras.layers.Layer):
         min_level: the finest output level (3 for RetinaNet, 2 for Mask R-CNN's FPN).
         max_level: the coarsest output level (7 for RetinaNet, 5 or 6 for Faster/Mask R-CNN).
         num_channels: channels of every output map.
-        extra_from: `"backbone"` or `"pyramid"`: the input of the first extra level (see above).
+        extra_from: `"backbone"` or `"pyramid"`: the input of the first extra level (see above); or
+            `"subsample"`: each extra level is the previous one subsampled with stride 2 (no parameters;
+            the FPN paper's P6 for the RPN, as torchvision and Detectron2).
         kernel_initializer: initializer of every convolution kernel (biases start at 0).
         **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`...).
 
@@ -158,6 +160,8 @@ class FeaturePyramid(keras.layers.Layer):
             features_shape[f"C{levels[-1]}"][-1] if self.extra_from == "backbone" else self.num_channels
         )
         for lvl in range(levels[-1] + 1, self.max_level + 1):
+            if self.extra_from == "subsample":
+                break  # parameter-free extra levels
             extra = self._conv(3, 2, f"extra_P{lvl}")
             extra.build((None, None, None, in_channels))
             self.extra_convs.append(extra)
@@ -192,6 +196,12 @@ class FeaturePyramid(keras.layers.Layer):
             if i < len(levels) - 1:
                 merged = laterals[i] + _upsample_like(merged, laterals[i])
             outputs[f"P{levels[i]}"] = self.output_convs[i](merged)
+        if self.extra_from == "subsample":
+            x = outputs[f"P{levels[-1]}"]
+            for lvl in range(levels[-1] + 1, self.max_level + 1):
+                x = tf.nn.max_pool2d(x, 1, 2, "SAME")  # stride-2 subsampling (FPN paper's P6; "same": ceil(size / 2))
+                outputs[f"P{lvl}"] = x
+            return {f"P{lvl}": outputs[f"P{lvl}"] for lvl in range(self.min_level, self.max_level + 1)}
         x = features[f"C{levels[-1]}"] if self.extra_from == "backbone" else outputs[f"P{levels[-1]}"]
         for j, conv in enumerate(self.extra_convs):
             x = conv(x if j == 0 else tf.nn.relu(x))

@@ -177,3 +177,16 @@ def test_bad_features():
         FeaturePyramid()({"C1": c["C3"]})
     with pytest.raises(ValueError, match=r"features\['C3'\].*\(2, 16, 20\)"):
         FeaturePyramid()({"C3": c["C3"][..., 0], "C4": c["C4"], "C5": c["C5"]})
+
+
+def test_subsample_extra_levels_are_strided_copies_without_parameters():
+    """extra_from="subsample": P6 is P5 taken every second pixel (the FPN paper's RPN level), no weights added."""
+    layer = FeaturePyramid(min_level=2, max_level=6, num_channels=8, extra_from="subsample")
+    maps = {f"C{k}": tf.random.normal([2, 2 ** (8 - k) + (k == 5), 2 ** (8 - k), 4]) for k in (2, 3, 4, 5)}
+    out = layer(maps)
+    np.testing.assert_array_equal(out["P6"].numpy(), out["P5"].numpy()[:, ::2, ::2])
+    assert out["P6"].shape[1:3] == ((out["P5"].shape[1] + 1) // 2, (out["P5"].shape[2] + 1) // 2)
+    convs = FeaturePyramid(min_level=2, max_level=6, num_channels=8, extra_from="pyramid")
+    convs(maps)
+    assert len(layer.weights) == len(convs.weights) - 2  # the pyramid form's extra 3x3 kernel and bias
+    assert FeaturePyramid.from_config(layer.get_config()).extra_from == "subsample"

@@ -143,7 +143,8 @@ class FasterRCNN(Detector):
           128 RoIs per image at 25% foreground with background IoU [0.1, 0.5) and 2000 / 300 proposals.
         - `"resnet50_c4"`, `"resnet101_c4"` (He et al., 2016): RPN and RoI pooling (14x14) on C4, conv5 on each
           RoI (stride 2 -> 7x7), average pooling; frozen batch norm.
-        - `"resnet50_fpn"`, `"resnet101_fpn"` (Lin et al., 2017): FPN P2-P6 with 256 channels, one anchor size
+        - `"resnet50_fpn"`, `"resnet101_fpn"` (Lin et al., 2017): FPN P2-P6 with 256 channels (P6 = P5
+          subsampled, for the RPN only), one anchor size
           per level (32..512) x 3 ratios, MultiLevelRoIAlign 7x7 over P2-P5, 2 fc 1024, 512 RoIs per image;
           frozen batch norm.
         - `"mobilenet_v2"`: MobileNetV2 with FPN P3-P6 of 256 channels (the FPN recipe on a mobile trunk).
@@ -201,11 +202,11 @@ class FasterRCNN(Detector):
         else:
             if name == "mobilenet_v2":
                 trunk = MobileNetV2(levels=("C3", "C4", "C5"), weights=backbone_weights)
-                levels, pyramid = (3, 4, 5, 6), FeaturePyramid(3, 6, 256, extra_from="pyramid", name="fpn")
+                levels, pyramid = (3, 4, 5, 6), FeaturePyramid(3, 6, 256, extra_from="subsample", name="fpn")
             else:
                 trunk = set_backbone_training(ResNet(resnets[name], levels=("C2", "C3", "C4", "C5"),
                                                      weights=backbone_weights), frozen_batch_norm=True)
-                levels, pyramid = (2, 3, 4, 5, 6), FeaturePyramid(2, 6, 256, extra_from="pyramid", name="fpn")
+                levels, pyramid = (2, 3, 4, 5, 6), FeaturePyramid(2, 6, 256, extra_from="subsample", name="fpn")
             config = dict(
                 backbone=trunk, feature_pyramid=pyramid,
                 rpn=RegionProposalNetwork(sizes=[[2.0 ** (level + 3)] for level in levels],
