@@ -177,6 +177,58 @@ def _rebuild_for_resume(args, num_classes, class_names):
     return model.build_for_size(args.image_size)
 
 
+def _compile_for(model, args, steps, recipe):
+    """AdamW with linear warm-up then cosine decay over `steps`, the recipe's weight decay and clipping."""
+    import keras
+
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=args.lr * 0.1, decay_steps=max(steps - args.warmup, 1), alpha=0.01,
+        warmup_target=args.lr, warmup_steps=min(args.warmup, steps // 2))
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=recipe.weight_decay,
+                                                   global_clipnorm=recipe.clipnorm))
+
+
+def _alternating_training(model, train, args, steps, out, num_classes, class_names):
+    """Faster R-CNN's 4-step alternating training (Ren et al., 2015, §3.2), `--epochs` epochs per step:
+    (1) the RPN from the initial weights; (2) a detector from the initial weights on step 1's proposals;
+    (3) the RPN's own layers on step 2's frozen trunk; (4) the RoI head on the same trunk. Returns the
+    final model (step 2's network after steps 3 and 4), every part trainable again."""
+    from kerasdet.models.faster_rcnn import FasterRCNN
+
+    if not isinstance(model, FasterRCNN):
+        raise SystemExit(f"kerasdet: --alternating trains two-stage models; --arch {args.arch} builds a "
+                         f"{type(model).__name__}")
+    recipe = _recipe_of(args)
+    initial = model.get_weights()
+    detector = type(model).from_config(model.get_config())
+    detector.build_for_size(args.image_size)
+    everything = ("backbone", "fpn", "rpn", "box_head")
+    plan = [
+        ("1-rpn", model, dict(stage="rpn", trainable=everything)),
+        ("2-detector", detector, dict(stage="detector", trainable=everything, proposal_model=model)),
+        ("3-rpn-unique", detector, dict(stage="rpn", trainable=("rpn",))),
+        ("4-head-unique", detector, dict(stage="detector", trainable=("box_head",))),
+    ]
+    detector.set_weights(initial)
+    for label, net, stage in plan:
+        net.set_training_stage(**stage)
+        _compile_for(net, args, steps, recipe)
+        print(f"[train] alternating step {label}: {stage['stage']} losses, training {', '.join(stage['trainable'])}; "
+              f"{steps} steps", flush=True)
+        callbacks = [keras_csv(out / f"history_{label}.csv"),
+                     _TrainingProgress(out / f"progress_{label}.json", 0.0, steps_per_epoch=steps // args.epochs)]
+        net.fit(train, epochs=args.epochs, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 0)
+    detector.set_training_stage("joint")
+    detector.compile()
+    return detector
+
+
+def keras_csv(path):
+    import keras
+
+    return keras.callbacks.CSVLogger(str(path))
+
+
 class _TrainingProgress:
     """Progress lines every `every` steps when stdout is not a terminal, and `progress.json` with the
     cumulative training seconds at the end of each epoch (so that a resumed run counts the time before)."""
@@ -260,25 +312,29 @@ def cmd_train(args):
                 raise SystemExit(f"kerasdet: --backbone-from {args.backbone_from} shares no variable (by path and "
                                  f"shape) with --arch {args.arch}")
             print(f"[train] {copied} of {len(model.weights)} variables initialised from {args.backbone_from}", flush=True)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=args.lr * 0.1, decay_steps=max(steps - args.warmup, 1), alpha=0.01,
-        warmup_target=args.lr, warmup_steps=min(args.warmup, steps // 2))
-    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=recipe.weight_decay,
-                                                   global_clipnorm=recipe.clipnorm))
-    if resume_from is not None:
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(str(resume_from))  # model and optimizer state (step count, moments)
-        print(f"[train] resumed from {resume_from} after epoch {initial_epoch} ({seconds_before:.0f} s so far)", flush=True)
-    print(f"[train] {type(model).__name__} with {model.count_params():,} parameters; {steps} steps of batch "
-          f"{args.batch_size}, peak learning rate {args.lr}", flush=True)
-    callbacks = [
-        keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "epoch_{epoch:03d}.weights.h5"), save_weights_only=True),
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume_from is not None),
-        _TrainingProgress(out / "progress.json", seconds_before, steps_per_epoch=steps // args.epochs),
-    ]
-    start = time.time()
-    model.fit(train, epochs=args.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
-              verbose=1 if sys.stdout.isatty() else 0)
+    if args.alternating:
+        if resume_from is not None:
+            raise SystemExit("kerasdet: --resume does not apply to --alternating runs (four steps in one command)")
+        start = time.time()
+        model = _alternating_training(model, train, args, steps, out, len(class_names), class_names)
+    else:
+        _compile_for(model, args, steps, recipe)
+        if resume_from is not None:
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(str(resume_from))  # model and optimizer state (step count, moments)
+            print(f"[train] resumed from {resume_from} after epoch {initial_epoch} ({seconds_before:.0f} s so far)",
+                  flush=True)
+        print(f"[train] {type(model).__name__} with {model.count_params():,} parameters; {steps} steps of batch "
+              f"{args.batch_size}, peak learning rate {args.lr}", flush=True)
+        callbacks = [
+            keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "epoch_{epoch:03d}.weights.h5"),
+                                            save_weights_only=True),
+            keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume_from is not None),
+            _TrainingProgress(out / "progress.json", seconds_before, steps_per_epoch=steps // args.epochs),
+        ]
+        start = time.time()
+        model.fit(train, epochs=args.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
+                  verbose=1 if sys.stdout.isatty() else 0)
     weights_name = "model.weights.h5"
     stage_seconds = round(time.time() - start + seconds_before, 1)
     train_command, train_seconds = _stages(args, stage_seconds)
@@ -544,6 +600,9 @@ def build_parser():
     t.add_argument("--max-boxes", type=int, default=32)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", help="run folder (required unless --resume)")
+    t.add_argument("--alternating", action="store_true",
+                   help="two-stage families: the Faster R-CNN paper's 4-step alternating training, --epochs per "
+                        "step (default: approximate joint training)")
     t.add_argument("--resume", help="run folder of an interrupted `kerasdet train`: goes on from its last epoch "
                                     "checkpoint with the same arguments (model and optimizer state)")
     t.set_defaults(fn=cmd_train)

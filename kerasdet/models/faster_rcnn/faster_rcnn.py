@@ -71,6 +71,12 @@ class FasterRCNN(Detector):
     """
 
     loss_terms = ("rpn_objectness_loss", "rpn_box_loss", "roi_class_loss", "roi_box_loss")
+    #: the stages of the paper's 4-step alternating training and the loss terms each trains
+    STAGE_TERMS = {
+        "joint": loss_terms,
+        "rpn": ("rpn_objectness_loss", "rpn_box_loss"),
+        "detector": ("roi_class_loss", "roi_box_loss"),
+    }
 
     def __init__(self, num_classes, backbone=None, feature_pyramid=None, rpn=None, rpn_features=("C4",),
                  roi_pooler=None, roi_features="C4", box_head=None, proposal_sampler=None, class_names=None,
@@ -108,6 +114,41 @@ class FasterRCNN(Detector):
         self.roi_features = roi_features
         self.box_head = box_head
         self.proposal_sampler = proposal_sampler
+        # training-time state of the alternating scheme (not part of the config): see `set_training_stage`
+        object.__setattr__(self, "training_stage", "joint")
+        object.__setattr__(self, "proposal_model", None)
+
+    def set_training_stage(self, stage, trainable=("backbone", "fpn", "rpn", "box_head"), proposal_model=None):
+        """Prepares one step of the paper's 4-step alternating training (Ren et al., 2015, §3.2).
+
+        Args:
+            stage: "joint" (all four loss terms, the default approximate joint training), "rpn" (the RPN's
+                terms only) or "detector" (the RoI head's terms only).
+            trainable: the parts whose weights train in this step (others are frozen): names among
+                "backbone", "fpn", "rpn", "box_head".
+            proposal_model: a trained FasterRCNN whose RPN gives the proposals (step 2 trains a detector on
+                the proposals of step 1's network); None uses this model's own RPN.
+
+        Steps: (1) `("rpn", all)` from ImageNet weights; (2) a fresh model `("detector", all,
+        proposal_model=step 1)`; (3) step 2's model `("rpn", trainable=("rpn",))`; (4) `("detector",
+        trainable=("box_head",))`. Recompile after each call (trainable weights change).
+        """
+        if stage not in self.STAGE_TERMS:
+            raise ValueError(f"`stage` must be one of {sorted(self.STAGE_TERMS)}; got {stage!r}")
+        parts = {"backbone": self.backbone, "fpn": self.fpn, "rpn": self.rpn, "box_head": self.box_head}
+        unknown = [t for t in trainable if t not in parts]
+        if unknown:
+            raise ValueError(f"`trainable` names unknown parts {unknown}; choose from {sorted(parts)}")
+        if proposal_model is not None and not isinstance(proposal_model, FasterRCNN):
+            raise TypeError(f"`proposal_model` must be a FasterRCNN; got {type(proposal_model).__name__}")
+        for name, part in parts.items():
+            if part is not None:
+                part.trainable = name in trainable
+        if proposal_model is not None:
+            proposal_model.trainable = False
+        object.__setattr__(self, "training_stage", stage)
+        object.__setattr__(self, "proposal_model", proposal_model)
+        return self
 
     # -- configurations -------------------------------------------------------------------------------
 
@@ -241,6 +282,11 @@ class FasterRCNN(Detector):
         images, _ = self.split_inputs(inputs)
         features = self._features(images, training)
         out = dict(self.rpn([features[k] for k in self.rpn_features], images, training=training))
+        if self.proposal_model is not None:  # step 2 of the alternating scheme: another network's proposals
+            source = self.proposal_model
+            outside = source.rpn([source._features(images, False)[k] for k in source.rpn_features], images,
+                                 training=training)
+            out["proposals"] = tf.stop_gradient(outside["proposals"])
         rois = out["proposals"]
         if targets is not None:
             out["rpn_sampled"] = self.rpn.sample_targets(out, targets, images, training=training)
@@ -258,7 +304,7 @@ class FasterRCNN(Detector):
             raise ValueError("FasterRCNN.detection_losses needs the outputs of `call(inputs, targets=...)`")
         terms = self.rpn.compute_losses(raw, raw["rpn_sampled"])
         terms.update(self.box_head.compute_losses(raw, raw["sampled"]))
-        return terms
+        return {k: v for k, v in terms.items() if k in self.STAGE_TERMS[self.training_stage]}
 
     def decode_candidates(self, raw, images):
         return self.box_head.decode(raw, raw["rois"], tf.cast(tf.shape(images)[1:3], tf.float32))
