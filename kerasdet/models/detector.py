@@ -103,6 +103,10 @@ def split_inputs(inputs, needs_rois=False):
     return images, rois
 
 
+class StandardTargets(dict):
+    """Targets already through `Detector.standardize_targets` (xyxy pixels, int32 labels, checked)."""
+
+
 class Detector(keras.Model):
     """Base class of kerasdet's detectors: input checks, targets in the forward pass, losses per term,
     decode + NMS (+ heads on the kept boxes) in the graph.
@@ -212,8 +216,10 @@ class Detector(keras.Model):
         wholly outside) become padding rows. Raises naming the key for a malformed dict."""
         if isinstance(targets, dict) and "labels" not in targets and "classes" in targets:
             targets = {("labels" if k == "classes" else k): v for k, v in targets.items()}
+        if isinstance(targets, StandardTargets):
+            return targets
         _check_targets(targets, images.shape[0])
-        out = dict(targets)
+        out = StandardTargets(targets)
         boxes = tf.cast(targets["boxes"], tf.float32)
         labels = tf.cast(targets["labels"], tf.int32)
         hw = tf.cast(tf.shape(images)[1:3], tf.float32)
@@ -424,8 +430,7 @@ class Detector(keras.Model):
             raise ValueError("Detector does not take `sample_weight`; give padded rows label -1 instead")
         images, _ = self.split_inputs(x)
         _check_images(images, "x (images)")
-        if y.get("labels") is None or y["labels"].dtype != tf.int32 or "classes" in y:
-            y = self.standardize_targets(y, images)
+        y = self.standardize_targets(y, images)  # no-op for targets the training step standardised
         terms = self.detection_losses(images, y, y_pred)
         total = tf.add_n([tf.cast(v, tf.float32) for v in terms.values()])
         for name, value in terms.items():

@@ -105,3 +105,42 @@ def test_keras_home_environment_variable_in_a_fresh_process(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     checked, total = result.stdout.split("checked")[-1].split("of")
     assert int(checked) == int(total) > 200, result.stdout
+
+
+VGG16_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+def test_vgg16_loads_the_cached_file(keras_home, monkeypatch):
+    """VGG16's convolutions come from the cached keras.applications file (its md5 is fixed in Keras' code, so
+    the check is skipped for the stand-in file); SSD's fc6 / fc7 convolutions stay random."""
+    from kerasdet.backbones import VGG16
+
+    reference = keras.applications.VGG16(include_top=False, weights=None, input_shape=(None, None, 3))
+    values = fake_imagenet.write_legacy_h5(reference, keras_home / "models" / VGG16_FILE, seed=4)
+    vgg_module = importlib.import_module("keras.src.applications.vgg16")
+    get_file = vgg_module.file_utils.get_file
+    monkeypatch.setattr(vgg_module.file_utils, "get_file",
+                        lambda *args, **kwargs: get_file(*args, **dict(kwargs, file_hash=None)))
+    fake_imagenet.block_network(monkeypatch)
+    backbone = VGG16(levels=("conv4_3", "conv5_3", "fc7"), weights="imagenet")
+    loaded = fake_imagenet.assert_loaded(
+        keras.Model(backbone.inputs, backbone.get_layer("block5_conv3").output), values)
+    assert loaded == len(reference.weights)
+    assert backbone.get_config()["weights"] is None
+
+
+def test_resnet50_conv5_stage_loads_the_cached_file(keras_home, monkeypatch):
+    """The C4 detectors' RoI head (ResNet conv5 on RoIs) takes conv5's ImageNet weights by layer name."""
+    from kerasdet.backbones import ResNetStage
+
+    reference = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(None, None, 3))
+    path = keras_home / "models" / RESNET50_FILE
+    values = fake_imagenet.write_legacy_h5(reference, path, seed=5)
+    del reference
+    resnet_module = importlib.import_module("keras.src.applications.resnet")
+    real_hashes = resnet_module.WEIGHTS_HASHES["resnet50"]
+    monkeypatch.setitem(resnet_module.WEIGHTS_HASHES, "resnet50", (real_hashes[0], fake_imagenet.md5(path)))
+    fake_imagenet.block_network(monkeypatch)
+    stage = ResNetStage(50, weights="imagenet")
+    assert fake_imagenet.assert_loaded(stage, values) == len(stage.weights)
+    assert all(layer.name.startswith("conv5") for layer in stage.layers if layer.weights)

@@ -285,3 +285,44 @@ def test_keras_save_load_gives_equal_predictions(tmp_path, model):
     a, b = model.predict_on_batch(x), loaded.predict_on_batch(x)
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
+
+
+@pytest.mark.parametrize("fmt", ["center_xywh", "yxyx", "rel_xyxy", "xywh"])
+def test_bounding_box_format_applies_to_targets_and_predictions(fmt):
+    """Predictions come back in the model's `bounding_box_format`; targets given in it train the same model
+    as xyxy targets (the loss is equal)."""
+    from kerasdet.ops.boxes import convert_format
+
+    xyxy_model = make_model()
+    model = make_model(bounding_box_format=fmt)
+    x = images(2)
+    ours, ref = model.predict(x, verbose=0), xyxy_model.predict(x, verbose=0)
+    k = int(ref["num_detections"][0])
+    expected = convert_format(ref["boxes"][:, :k], "xyxy", fmt, height=SIZE, width=SIZE).numpy()
+    np.testing.assert_allclose(ours["boxes"][:, :k], expected, atol=1e-4)
+    assert np.all(ours["boxes"][:, k:] == -1)
+    y = targets(2)
+    converted = dict(y, boxes=np.where(y["labels"][..., None] >= 0,
+                                       convert_format(y["boxes"], "xyxy", fmt, height=SIZE, width=SIZE).numpy(), -1))
+    for m in (model, xyxy_model):
+        m.compile()
+    loss = model.compute_loss(x, converted, model(x, training=False))
+    ref_loss = xyxy_model.compute_loss(x, y, xyxy_model(x, training=False))
+    np.testing.assert_allclose(float(loss), float(ref_loss), rtol=1e-5)
+
+
+def test_classes_is_read_as_labels_and_bad_labels_are_refused():
+    model = make_model()
+    model.compile()
+    x, y = images(2), targets(2)
+    as_classes = {"boxes": y["boxes"], "classes": y["labels"]}
+    np.testing.assert_allclose(float(model.compute_loss(x, as_classes, model(x))), float(model.compute_loss(x, y, model(x))))
+    model.train_on_batch(x, as_classes)
+    with pytest.raises(ValueError, match=r"y\['labels'\]` holds the label 2"):
+        model.train_on_batch(x, dict(y, labels=np.where(y["labels"] >= 0, 2, -1).astype(np.int32)))
+    with pytest.raises(ValueError, match=r"y\['classes'\]` holds the label -3"):
+        model.fit(x, {"boxes": y["boxes"], "classes": np.full_like(y["labels"], -3)}, verbose=0)
+    with pytest.raises(ValueError, match=r"y\['boxes'\]` holds NaN"):
+        model.train_on_batch(x, dict(y, boxes=np.full_like(y["boxes"], np.nan)))
+    with pytest.raises(ValueError, match="bounding_box_format"):
+        ToyDetector(num_classes=2, bounding_box_format="xyxy_pixels")
