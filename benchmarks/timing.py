@@ -80,6 +80,25 @@ def compare(case: Case, rounds: int = 15, warmup: int = 3) -> dict:
     }
 
 
+def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int = 15, warmup: int = 3) -> dict[str, float]:
+    """Median milliseconds of each callable of `fns`, timed in interleaved rounds after `warmup` untimed calls.
+
+    For the parts of one side's work (e.g. a whole inference and its pieces), where there is no peer:
+    each round calls every callable once, starting one further along the list each round, so that a slow
+    moment on the machine and a warm cache are shared out evenly.
+    """
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    times = {name: [] for name in names}
+    for i in range(rounds):
+        for j in range(len(names)):
+            name = names[(i + j) % len(names)]
+            times[name].append(_time_once(fns[name]))
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
+
+
 def run_cases(cases: Iterable[Case], rounds: int, warmup: int = 3, peer_label: str | None = None,
               precision: int = 2) -> list[dict]:
     """Runs `compare` on each case in turn, printing the case and its medians as it goes; returns the rows.

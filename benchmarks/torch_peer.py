@@ -1,0 +1,267 @@
+"""The torchvision side of benchmarks/two_stage.py: a worker that builds and times torchvision's Faster R-CNN.
+
+Run by the python of the SEPARATE torch virtualenv (benchmarks/make_torch_env.sh; torch never goes into
+the project's .venv), started by two_stage.py as a subprocess:
+
+    benchmarks/.torch-venv/bin/python benchmarks/torch_peer.py --threads 2 --interop-threads 1
+
+It reads one JSON object per line on stdin and answers each with one JSON line on stdout (anything
+else the libraries print goes to stderr). The first line it writes is `{"ready": true, "torch": ...}`.
+Requests:
+
+- `{"model": {"size": 800, "data": "/tmp/x.npz", "num_classes": 92, "batch_norm": "frozen",
+  "settings": {...}, "seed": 0}}`: builds `fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None,
+  min_size=size, max_size=size, **settings)` (random weights, no download), sets its batch-norm
+  statistics and re-scales its last layers on the images of `data` (see `calibrate`), and keeps it for
+  the cases of that size. Replies the parameter counts.
+- `{"case": "name", "kind": "inference" | "training", "batch": 1, "size": 800, "threads": 2,
+  "learning_rate": 0.01}`: prepares the case on the first `batch` images (and targets) of the model of
+  that size, runs it once untimed and replies what it saw (proposals, candidates, detections or loss).
+- `{"run": "name"}`: one timed call of the case; replies `{"ms": ..., "value": ...}` (the number of
+  detections, or the training loss).
+- `{"quit": true}`.
+
+A failing request is answered `{"error": "<traceback>"}`; the worker then waits for the next one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+import traceback
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.calibration import softmax_scale, std_scale  # noqa: E402
+
+SCORE_THRESHOLD_KEY = "box_score_thresh"
+
+
+def _capture(module, run):
+    """Runs `run()` and returns its result and the output of `module`'s first forward call during it."""
+    seen = []
+    handle = module.register_forward_hook(lambda _m, _inputs, output: seen.append(output))
+    try:
+        result = run()
+    finally:
+        handle.remove()
+    return result, seen[0]
+
+
+def set_batch_norm_statistics(body, x) -> None:
+    """Sets every BatchNorm2d's running mean and variance of `body` to its batch statistics on `x`.
+
+    With random weights the initial statistics (mean 0, variance 1) leave the activations of a frozen /
+    eval-mode ResNet-50 unnormalised, growing block after block; the statistics of the benchmark's
+    images give the scale a trained network has (two_stage.py does the same to kerasdet's backbone).
+    """
+    import torch
+
+    norms = [m for m in body.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: one batch gives its own statistics
+    was_training = body.training
+    body.train()
+    with torch.no_grad():
+        body(x)
+    for m in norms:
+        m.momentum = 0.1
+    body.train(was_training)
+
+
+def freeze_batch_norm(module) -> None:
+    """Replaces each BatchNorm2d under `module` by torchvision's FrozenBatchNorm2d with the same statistics.
+
+    This is the layout torchvision itself uses when a pretrained backbone is given, and the one of
+    kerasdet's paper configuration (frozen batch norm); with `weights_backbone=None` torchvision keeps
+    plain BatchNorm2d, which uses batch statistics in training.
+    """
+    import torch
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            with torch.no_grad():
+                frozen.weight.copy_(child.weight)
+                frozen.bias.copy_(child.bias)
+                frozen.running_mean.copy_(child.running_mean)
+                frozen.running_var.copy_(child.running_var)
+            setattr(module, name, frozen)
+        else:
+            freeze_batch_norm(child)
+
+
+def calibrate(model, images, score_threshold: float) -> None:
+    """Gives the model the benchmark's output distributions (benchmarks/calibration.py), as two_stage.py
+    does to kerasdet's: backbone batch-norm statistics from `images`, RPN box deltas of std 0.1, box-head
+    class logits scaled so that 0.5% of the (RoI, object class) scores pass `score_threshold`, box-head
+    deltas of std 0.1."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        x = model.transform(images)[0].tensors
+    set_batch_norm_statistics(model.backbone.body, x)
+
+    rpn_deltas = model.rpn.head.bbox_pred
+    with torch.no_grad():
+        rpn_deltas.bias.zero_()
+        _, (_, deltas) = _capture(model.rpn.head, lambda: model(images))
+        values = np.concatenate([d.permute(0, 2, 3, 1).reshape(-1).numpy() for d in deltas])
+        scale, offset = std_scale(values)
+        rpn_deltas.weight.mul_(scale)
+        rpn_deltas.bias.fill_(offset)
+
+    predictor = model.roi_heads.box_predictor
+    with torch.no_grad():
+        predictor.cls_score.bias.zero_()
+        predictor.bbox_pred.bias.zero_()
+        _, (logits, box_deltas) = _capture(predictor, lambda: model(images))
+        predictor.cls_score.weight.mul_(softmax_scale(logits.numpy(), slice(1, None), threshold=score_threshold))
+        scale, offset = std_scale(box_deltas.numpy())
+        predictor.bbox_pred.weight.mul_(scale)
+        predictor.bbox_pred.bias.fill_(offset)
+
+
+class Worker:
+    def __init__(self):
+        self.models = {}  # size -> dict(model, images, boxes, labels, optimizer, threshold)
+        self.cases = {}  # name -> zero-argument callable returning (value)
+
+    def handle(self, request: dict) -> dict:
+        if "model" in request:
+            return self.build_model(**request["model"])
+        if "case" in request:
+            return self.build_case(**request)
+        if "run" in request:
+            call = self.cases[request["run"]]
+            start = time.perf_counter()
+            value = call()
+            return {"ms": (time.perf_counter() - start) * 1e3, "value": value}
+        if request.get("quit"):
+            return {"bye": True}
+        raise ValueError(f"unknown request {sorted(request)}")
+
+    def build_model(self, size, data, num_classes, batch_norm="frozen", settings=None, seed=0) -> dict:
+        import torch
+        from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+        if batch_norm not in ("frozen", "stock"):
+            raise ValueError(f"batch_norm must be 'frozen' or 'stock'; got {batch_norm!r}")
+        settings = dict(settings or {})
+        torch.manual_seed(seed)
+        model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=num_classes,
+                                        min_size=size, max_size=size, **settings)
+        arrays = np.load(data)
+        # float32 RGB 0..255 [B, H, W, 3] -> torchvision's list of [3, H, W] in 0..1
+        images = [torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1) / 255.0, np.float32))
+                  for im in arrays["images"]]
+        threshold = float(settings.get(SCORE_THRESHOLD_KEY, 0.05))
+        calibrate(model, images, threshold)
+        if batch_norm == "frozen":
+            freeze_batch_norm(model.backbone.body)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        self.models[size] = dict(model=model, images=images, boxes=arrays["boxes"], labels=arrays["labels"],
+                                 threshold=threshold, trainable=trainable, optimizer=None)
+        return {
+            "params": sum(p.numel() for p in model.parameters()),
+            "trainable_params": sum(p.numel() for p in trainable),
+            "batch_norm": type(model.backbone.body.bn1).__name__,
+        }
+
+    def build_case(self, case, kind, batch, size, threads, learning_rate=0.01) -> dict:
+        import torch
+
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+        entry = self.models[size]
+        model, images = entry["model"], entry["images"][:batch]
+        if kind == "inference":
+            def call():
+                model.eval()
+                with torch.inference_mode():
+                    out = model(images)
+                return int(sum(len(o["boxes"]) for o in out))
+
+            model.eval()
+            with torch.inference_mode():
+                (detections, (proposals, _)), (logits, _) = _capture(
+                    model.roi_heads.box_predictor, lambda: _capture(model.rpn, lambda: model(images)))
+            candidates = (torch.softmax(logits, -1)[:, 1:] > entry["threshold"]).sum().item()
+            info = {
+                "proposals_per_image": float(np.mean([len(p) for p in proposals])),
+                "candidates_per_image": candidates / batch,
+                "detections_per_image": float(np.mean([len(d["boxes"]) for d in detections])),
+            }
+        elif kind == "training":
+            targets = []
+            for boxes, labels in zip(entry["boxes"][:batch], entry["labels"][:batch]):
+                keep = labels >= 0  # padding rows are -1
+                targets.append({"boxes": torch.from_numpy(np.ascontiguousarray(boxes[keep], np.float32)),
+                                # torchvision's labels count the background as 0: kerasdet's label k is k + 1
+                                "labels": torch.from_numpy(labels[keep].astype(np.int64) + 1)})
+            if entry["optimizer"] is None:
+                entry["optimizer"] = torch.optim.SGD(entry["trainable"], lr=learning_rate)
+            optimizer = entry["optimizer"]
+
+            def call():
+                model.train()
+                losses = model(images, targets)
+                loss = sum(losses.values())
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                return float(loss.detach())
+
+            info = {"loss": call()}
+        else:
+            raise ValueError(f"kind must be 'inference' or 'training'; got {kind!r}")
+        self.cases[case] = call
+        return info
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, required=True, help="torch.set_num_threads (intra-op)")
+    parser.add_argument("--interop-threads", type=int, required=True, help="torch.set_num_interop_threads")
+    args = parser.parse_args(argv)
+    protocol = sys.stdout
+    sys.stdout = sys.stderr  # stray prints of the libraries must not reach the protocol stream
+
+    import torch
+    import torchvision
+
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(args.interop_threads)
+
+    def reply(message: dict) -> None:
+        protocol.write(json.dumps(message) + "\n")
+        protocol.flush()
+
+    reply({"ready": True, "torch": torch.__version__, "torchvision": torchvision.__version__,
+           "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads()})
+    worker = Worker()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            request = json.loads(line)
+            answer = worker.handle(request)
+        except Exception:  # reported to the parent, which raises
+            request, answer = {}, {"error": traceback.format_exc()}
+        reply(answer)
+        if request.get("quit"):
+            break
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
