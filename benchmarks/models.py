@@ -52,7 +52,7 @@ tf.config.threading.set_inter_op_parallelism_threads(1)
 
 import keras  # noqa: E402
 
-from benchmarks.timing import write_section, Case, machine_description, markdown_table, print_over_limit, run_cases  # noqa: E402
+from benchmarks.timing import write_section, Case, positive_int, machine_description, markdown_table, print_over_limit, run_cases  # noqa: E402
 from kerasdet.models.retinanet.retinanet import RetinaNet  # noqa: E402
 
 START, END = "<!-- models:start -->", "<!-- models:end -->"
@@ -279,19 +279,12 @@ def compile_both(ours, peer) -> None:
     peer.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=0.9), jit_compile=False)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive int; got {text}")
-    return value
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=_positive_int, default=7, help="interleaved rounds per case (default 7)")
+    parser.add_argument("--rounds", type=positive_int, default=7, help="interleaved rounds per case (default 7)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls of each side first (default 2; tracing included)")
-    parser.add_argument("--batches", type=_positive_int, nargs="+", default=[1, 8], help="batch sizes (default 1 8)")
-    parser.add_argument("--image-size", type=_positive_int, default=512,
+    parser.add_argument("--batches", type=positive_int, nargs="+", default=[1, 8], help="batch sizes (default 1 8)")
+    parser.add_argument("--image-size", type=positive_int, default=512,
                         help="square image side, a multiple of 128 (default 512; smaller only for quick checks)")
     parser.add_argument("--only", choices=("inference", "training"), help="run only these cases (prints, writes nothing)")
     parser.add_argument("--print-only", action="store_true", help="print the table, do not write RESULTS.md")

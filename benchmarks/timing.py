@@ -80,6 +80,16 @@ def compare(case: Case, rounds: int = 15, warmup: int = 3) -> dict:
     }
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a positive int."""
+    import argparse
+
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive int; got {text}")
+    return value
+
+
 def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int = 15, warmup: int = 3) -> dict[str, float]:
     """Median milliseconds of each callable of `fns`, timed in interleaved rounds after `warmup` untimed calls.
 

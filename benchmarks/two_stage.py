@@ -88,6 +88,7 @@ from benchmarks.calibration import CANDIDATE_FRACTION, BOX_DELTA_STD, softmax_sc
 from benchmarks.models import make_images, make_targets  # noqa: E402
 from benchmarks.timing import (  # noqa: E402
     Case, interleaved_medians, machine_description, markdown_table, print_over_limit, run_cases, write_section,
+    positive_int,
 )
 from kerasdet.models.faster_rcnn import FasterRCNN  # noqa: E402
 from kerasdet.ops.nms import batched_non_max_suppression  # noqa: E402
@@ -333,19 +334,12 @@ def training_case(model: FasterRCNN, peer: TorchPeer, images, targets, losses: d
     )
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive int; got {text}")
-    return value
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=_positive_int, default=7, help="interleaved rounds per case (default 7)")
+    parser.add_argument("--rounds", type=positive_int, default=7, help="interleaved rounds per case (default 7)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls of each side first (default 2; tracing included)")
-    parser.add_argument("--batches", type=_positive_int, nargs="+", default=[1, 2], help="batch sizes (default 1 2)")
-    parser.add_argument("--image-size", type=_positive_int, default=800,
+    parser.add_argument("--batches", type=positive_int, nargs="+", default=[1, 2], help="batch sizes (default 1 2)")
+    parser.add_argument("--image-size", type=positive_int, default=800,
                         help="square image side, a multiple of 32 (default 800; smaller only for quick checks)")
     parser.add_argument("--only", choices=("inference", "training"), help="run only these cases (prints, writes nothing)")
     parser.add_argument("--no-split", action="store_true", help="skip the split of ours' inference time")

@@ -6,21 +6,13 @@ INPUTS.npz holds `images` (uint8 [B, H, W, 3]) and, for families that take them,
 signature's outputs by name, plus `signatures` and `kerasdet_imported`.
 """
 
-import importlib.abc
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-
-class _NoKerasdet(importlib.abc.MetaPathFinder):
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname == "kerasdet" or fullname.startswith("kerasdet."):
-            raise ImportError(f"{fullname} must not be imported by a process serving the export")
-        return None
-
-
-sys.meta_path.insert(0, _NoKerasdet())
+# the export test's checker makes any `import kerasdet` in this process fail when it is imported
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "export"))
+import fresh_process_check  # noqa: E402,F401
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
