@@ -274,6 +274,8 @@ class Detector(keras.Model):
         return dict(detections, boxes=tf.where(detections["labels"][..., None] >= 0, converted, -1.0))
 
     def __call__(self, *args, **kwargs):
+        if isinstance(kwargs.get("targets"), StandardTargets):
+            kwargs["targets"] = dict(kwargs["targets"])  # layers take plain nested structures
         inputs = args[0] if args else kwargs.get("inputs")
         if inputs is not None:
             images, rois = self.split_inputs(inputs)
@@ -511,6 +513,13 @@ class Detector(keras.Model):
         self.compile(jit_compile=config.get("jit_compile", False))
 
     # -- building and config --------------------------------------------------------------------------
+
+    @property
+    def _default_save_signature(self):
+        # TensorFlow's SavedModel writer asks tracked Keras models for a default `self(inputs)` signature built
+        # from the build shapes (images only, raw nested outputs); a Detector's signatures are the ones
+        # `kerasdet.export.saved_model` declares (detections, images and rois), so it offers none of its own
+        return None
 
     def example_inputs(self, height=256, width=256, batch=1):
         """Zero inputs of the given size for building: images, plus one roi per image where the family takes rois."""

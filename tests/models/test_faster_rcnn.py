@@ -73,7 +73,7 @@ def test_two_stage_training_step_samples_against_the_targets():
             assert np.any(np.all(np.isclose(gt, box, atol=1e-4), axis=1))
     # the ground truth is added to the proposals: with no proposals at all, the foreground RoIs are the objects
     none = -tf.ones([2, 5, 4])
-    alone = model.proposal_sampler(none, targets, training=False)
+    alone = model.proposal_sampler(none, dict(targets), training=False)
     for i in range(2):
         gt = targets["boxes"].numpy()[i][targets["labels"].numpy()[i] >= 0]
         fg = alone["rois"].numpy()[i][alone["states"].numpy()[i] == 1]
