@@ -126,15 +126,28 @@ def cmd_list(args):
     return 0
 
 
+def _training_record(source):
+    """The training record (train_command, train_seconds) of a zoo model's card or a run folder's model.json,
+    or None (e.g. a run folder from before records were kept)."""
+    import kerasdet.zoo as zoo
+
+    if source in zoo.list():
+        return zoo.card(source)
+    path = pathlib.Path(source) / "model.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def _stages(args, stage_seconds):
-    """(train_command, train_seconds) of every stage so far: those of the run folder this run started
-    from (--init-from), if any, followed by this run's (so a card shows every stage)."""
+    """(train_command, train_seconds) of every stage so far: those of the models this run started from
+    (--init-from, and --backbone-from whose trained variables it copied), followed by this run's, so that a
+    card shows every stage that produced its weights."""
     command, seconds = args.command_line, stage_seconds
-    previous = pathlib.Path(args.init_from) / "model.json" if args.init_from else None
-    if previous is not None and previous.is_file():
-        meta = json.loads(previous.read_text())
-        command = meta["train_command"] + " && " + command
-        seconds += meta.get("train_seconds", 0.0)
+    sources = [s for s in (getattr(args, "backbone_from", None), args.init_from) if s]
+    for source in reversed(sources):
+        record = _training_record(source)
+        if record is not None and record.get("train_command"):
+            command = record["train_command"] + " && " + command
+            seconds += record.get("train_seconds") or 0.0
     return command, round(seconds, 1)
 
 
@@ -525,6 +538,13 @@ def cmd_release(args):
     # re-saved without optimizer state (older runs stored it): the same model variables, a smaller file
     weights_io.save_model_weights(model, folder / weights_name, meta["image_size"])
     sha = weights_io.sha256_of(folder / weights_name)
+    train_command, train_seconds = meta["train_command"], meta.get("train_seconds")
+    if (run / "command.json").is_file() and "stage_seconds" in meta:
+        # the run's own record of its arguments: every stage that produced the weights, this one last
+        saved = json.loads((run / "command.json").read_text())
+        run_args = build_parser().parse_args(saved["argv"])
+        run_args.command_line = saved["command"]
+        train_command, train_seconds = _stages(run_args, meta["stage_seconds"])
     card = {
         "name": args.name,
         "family": meta["family"],
@@ -536,8 +556,8 @@ def cmd_release(args):
         "sha256": sha,
         "dataset": {"name": meta["dataset"]["name"], "train_split": "train", "train_images": meta["dataset"]["train_images"],
                     "eval_split": "test"},
-        "train_command": meta["train_command"],
-        "train_seconds": meta.get("train_seconds"),
+        "train_command": train_command,
+        "train_seconds": train_seconds,
         "eval_command": None,
         "metrics": {},
         "config": meta["config"],

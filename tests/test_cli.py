@@ -93,6 +93,10 @@ def test_faster_rcnn_run_is_rebuilt_as_faster_rcnn_and_resumes(tmp_path):
                      "--out", str(run)]) == 0
     meta = json.loads((run / "model.json").read_text())
     assert meta["family"] == "faster_rcnn"
+    # the trunk's own training is part of the record: the RetinaNet's stages come first, their time counted
+    retina_card = __import__("kerasdet").zoo.card(NAME)
+    assert meta["train_command"].startswith(retina_card["train_command"] + " && kerasdet train --arch faster-rcnn")
+    assert meta["train_seconds"] == round(retina_card["train_seconds"] + meta["stage_seconds"], 1)
     model, _ = cli.load_model(str(run))
     assert isinstance(model, FasterRCNN)
     retina, _ = cli.load_model(NAME)
@@ -104,6 +108,11 @@ def test_faster_rcnn_run_is_rebuilt_as_faster_rcnn_and_resumes(tmp_path):
     assert cli.main(["predict", "--model", str(run), "--images", "2", "--out", str(tmp_path / "pred")]) == 0
     assert cli.main(["export", "--model", str(run), "--out", str(tmp_path / "serving" / "1")]) == 0
     assert (tmp_path / "serving" / "1" / "saved_model.pb").exists()
+    # released into a zoo folder: the card names the family and every stage that produced the weights
+    assert cli.main(["release", "--run", str(run), "--name", "frcnn_test", "--zoo-dir", str(tmp_path / "zoo")]) == 0
+    card = json.loads((tmp_path / "zoo" / "frcnn_test" / "card.json").read_text())
+    assert card["family"] == "faster_rcnn" and card["train_command"] == meta["train_command"]
+    assert card["train_seconds"] == meta["train_seconds"] and card["config"]["rpn"]["class_name"] == "RegionProposalNetwork"
 
     # an interrupted two-epoch run (its first epoch's checkpoint is there, model.json is not) resumes at epoch 2
     interrupted = tmp_path / "interrupted"
