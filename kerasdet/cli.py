@@ -169,6 +169,7 @@ def _resume_state(args):
     saved = json.loads(record.read_text())
     resumed = build_parser().parse_args(saved["argv"])
     resumed.command_line, resumed.argv, resumed.resume = saved["command"], saved["argv"], str(run)
+    resumed.out = str(run)  # the folder given to --resume, wherever it has moved since
     if (run / "model.json").is_file():
         raise SystemExit(f"kerasdet: --resume {run}: that run has finished (model.json exists)")
     checkpoint, epoch = _latest_checkpoint(run)
@@ -194,9 +195,10 @@ def _compile_for(model, args, steps, recipe):
     """AdamW with linear warm-up then cosine decay over `steps`, the recipe's weight decay and clipping."""
     import keras
 
+    warmup = min(args.warmup, steps // 2)
     schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=args.lr * 0.1, decay_steps=max(steps - args.warmup, 1), alpha=0.01,
-        warmup_target=args.lr, warmup_steps=min(args.warmup, steps // 2))
+        initial_learning_rate=args.lr * 0.1, decay_steps=max(steps - warmup, 1), alpha=0.01,
+        warmup_target=args.lr, warmup_steps=warmup)
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=recipe.weight_decay,
                                                    global_clipnorm=recipe.clipnorm))
 
@@ -215,10 +217,9 @@ def _alternating_training(model, train, args, steps, out, num_classes, class_nam
     initial = model.get_weights()
     detector = type(model).from_config(model.get_config())
     detector.build_for_size(args.image_size)
-    everything = ("backbone", "fpn", "rpn", "box_head")
     plan = [
-        ("1-rpn", model, dict(stage="rpn", trainable=everything)),
-        ("2-detector", detector, dict(stage="detector", trainable=everything, proposal_model=model)),
+        ("1-rpn", model, dict(stage="rpn", trainable=("backbone", "fpn", "rpn"))),
+        ("2-detector", detector, dict(stage="detector", trainable=("backbone", "fpn", "box_head"), proposal_model=model)),
         ("3-rpn-unique", detector, dict(stage="rpn", trainable=("rpn",))),
         ("4-head-unique", detector, dict(stage="detector", trainable=("box_head",))),
     ]
@@ -277,6 +278,9 @@ def cmd_train(args):
     _quiet_tensorflow()
     if not args.resume and not args.out:
         raise SystemExit("kerasdet train: --out RUN_FOLDER is required (or --resume RUN_FOLDER)")
+    if args.init_from and args.backbone_from:
+        raise SystemExit("kerasdet train: give --init-from (the whole model) or --backbone-from (shared variables of a "
+                         "new --arch model), not both")
     import keras
 
     from kerasdet.data import prepare
@@ -304,9 +308,10 @@ def cmd_train(args):
     if args.scale_min is not None or args.scale_max is not None:
         scale_range = (recipe.scale_range[0] if args.scale_min is None else args.scale_min,
                        recipe.scale_range[1] if args.scale_max is None else args.scale_max)
-    augmenter = recipe.augmenter(args.image_size, scale_range, seed=args.seed)
+    # a resumed run reseeds its shuffle and augmentation with the epoch it starts at (not epoch 1's order again)
+    augmenter = recipe.augmenter(args.image_size, scale_range, seed=args.seed + initial_epoch)
     train = prepare(ds, args.batch_size, args.image_size, augmenter=augmenter, shuffle_buffer=min(count, 2048),
-                    drop_remainder=True, seed=args.seed, max_boxes=args.max_boxes)
+                    drop_remainder=True, seed=args.seed + initial_epoch, max_boxes=args.max_boxes)
     steps = max(count // args.batch_size, 1) * args.epochs
 
     if args.init_from and resume_from is None:
@@ -436,6 +441,33 @@ def _evaluate(model, dataset_spec, images, image_size, batch_size, split, progre
     return metrics, coco, voc, images, detections
 
 
+def measure_speed(model, image_size, batch_size=8, rounds=7, warmup=2):
+    """Inference speed as a user gets it: `predict_on_batch` on `batch_size` random images of `image_size`,
+    median of `rounds` after `warmup` calls; returns {"images_per_second", "batch_size", "image_size", "machine"}."""
+    import os
+    import platform
+    import statistics
+
+    import numpy as np
+
+    images = np.random.default_rng(0).uniform(0, 255, (batch_size, image_size, image_size, 3)).astype("float32")
+    for _ in range(warmup):
+        model.predict_on_batch(images)
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        model.predict_on_batch(images)
+        times.append(time.perf_counter() - start)
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"images_per_second": round(batch_size / statistics.median(times), 2), "batch_size": batch_size,
+            "image_size": image_size, "machine": f"{cpu}, {os.cpu_count()} logical cores"}
+
+
 def evaluate_model(model, dataset_spec, images, image_size, batch_size=8, split="test"):
     """COCO and VOC metrics of `model` on a dataset: (metrics dict, coco stats, voc stats)."""
     return _evaluate(model, dataset_spec, images, image_size, batch_size, split, "evaluate")[:3]
@@ -472,6 +504,8 @@ def cmd_evaluate(args):
         card["metrics"] = metrics
         card["eval_command"] = command
         card["eval_dataset"] = {"name": args.dataset, "images": args.images, "image_size": size}
+        card["speed"] = measure_speed(model, size, args.batch_size)
+        print(f"[evaluate] {card['speed']['images_per_second']:.1f} images/s ({card['speed']['machine']})")
         card_path.write_text(json.dumps(card, indent=1) + "\n")
         print(f"[evaluate] metrics written into {card_path}")
     return 0

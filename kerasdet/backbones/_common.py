@@ -147,6 +147,14 @@ class FeatureBackbone(keras.Model):
     #: stride of every output name the backbone can return (C2-C5 for ResNet / MobileNetV2)
     level_strides: dict = LEVEL_STRIDES
 
+    def __init__(self, *args, frozen_batch_norm=False, trainable_layers=None, **kwargs):
+        """`frozen_batch_norm` / `trainable_layers`: see `kerasdet.backbones.set_backbone_training`; both are
+        part of the config, so a rebuilt model (zoo card, `.keras` file) freezes the same layers."""
+        from kerasdet.backbones.training_mode import set_backbone_training
+
+        super().__init__(*args, **kwargs)
+        set_backbone_training(self, frozen_batch_norm, trainable_layers)
+
     @property
     def feature_strides(self) -> dict:
         """Stride of each output, e.g. `{"C3": 8, "C4": 16, "C5": 32}` or `{"conv5_3": 16}`."""
@@ -157,7 +165,8 @@ class FeatureBackbone(keras.Model):
         # config must not download anything
         config = {key: getattr(self, key) for key in self._config_keys}
         config.update(levels=list(self.levels), weights=None, input_shape=list(self.input_shape_arg), name=self.name,
-                      trainable=self.trainable)
+                      trainable=self.trainable, frozen_batch_norm=self.frozen_batch_norm,
+                      trainable_layers=self.trainable_layers)
         return config
 
     @classmethod

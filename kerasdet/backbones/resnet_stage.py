@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from kerasdet.backbones._common import build_keras_application, check_positive
+from kerasdet.backbones.training_mode import set_backbone_training
 from kerasdet.backbones.resnet import _ARCHITECTURES, _KERAS_APPLICATIONS, _STAGE_FILTERS, _basic_block, \
     _bottleneck_block, _scaled
 
@@ -23,6 +24,7 @@ class ResNetStage(keras.Model):
         width: channel multiplier (as `ResNet`).
         stride: stride of the first block (2 as the paper; 1 keeps 14x14).
         weights: None or "imagenet".
+        frozen_batch_norm: batch norm layers keep their statistics and scale (`set_backbone_training`).
         name: model name.
 
     Example:
@@ -31,7 +33,7 @@ class ResNetStage(keras.Model):
         (3, 7, 7, 512)
     """
 
-    def __init__(self, depth=50, width=1.0, stride=2, weights=None, name=None, **kwargs):
+    def __init__(self, depth=50, width=1.0, stride=2, weights=None, frozen_batch_norm=False, name=None, **kwargs):
         if depth not in _ARCHITECTURES:
             raise ValueError(f"`depth` must be one of {tuple(_ARCHITECTURES)}; got {depth!r}")
         width = check_positive(width, "width")
@@ -50,6 +52,7 @@ class ResNetStage(keras.Model):
             x = block(x, filters, stride if b == 0 else 1, f"conv5_block{b + 1}")
         super().__init__(inputs=inputs, outputs=x, name=name or f"resnet{depth}_conv5", **kwargs)
         self.depth, self.width, self.stride = int(depth), float(width), int(stride)
+        set_backbone_training(self, frozen_batch_norm)
         if weights == "imagenet":
             constructor = getattr(keras.applications, _KERAS_APPLICATIONS[depth])
             source = build_keras_application(constructor, include_top=False, weights="imagenet",
@@ -59,8 +62,8 @@ class ResNetStage(keras.Model):
                     layer.set_weights(source.get_layer(layer.name).get_weights())
 
     def get_config(self):
-        return {"depth": self.depth, "width": self.width, "stride": self.stride, "weights": None, "name": self.name,
-                "trainable": self.trainable}
+        return {"depth": self.depth, "width": self.width, "stride": self.stride, "weights": None,
+                "frozen_batch_norm": self.frozen_batch_norm, "name": self.name, "trainable": self.trainable}
 
     @classmethod
     def from_config(cls, config):

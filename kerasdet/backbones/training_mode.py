@@ -33,6 +33,12 @@ def set_backbone_training(backbone, frozen_batch_norm=False, trainable_layers=No
     """
     if trainable_layers is not None and not (isinstance(trainable_layers, int) and 0 <= trainable_layers <= 5):
         raise ValueError(f"`trainable_layers` must be None or an int in [0, 5]; got {trainable_layers!r}")
+    if not isinstance(frozen_batch_norm, bool):
+        raise TypeError(f"`frozen_batch_norm` must be a bool; got {type(frozen_batch_norm).__name__}")
+    # kept on the model: its get_config returns them, and `reapply_training_modes` restores them after a
+    # part was frozen and unfrozen as a whole (Keras' `trainable` setter is recursive)
+    object.__setattr__(backbone, "frozen_batch_norm", frozen_batch_norm)
+    object.__setattr__(backbone, "trainable_layers", trainable_layers)
     first_trainable = None if trainable_layers is None else 6 - trainable_layers
     for layer in backbone.layers:
         if frozen_batch_norm and isinstance(layer, keras.layers.BatchNormalization):
@@ -42,3 +48,11 @@ def set_backbone_training(backbone, frozen_batch_norm=False, trainable_layers=No
             if stage is not None and stage < first_trainable:
                 layer.trainable = False
     return backbone
+
+
+def reapply_training_modes(part):
+    """Re-freezes what `set_backbone_training` froze in every backbone inside `part` (after
+    `part.trainable = True`, which unfreezes every layer below it)."""
+    for layer in part._flatten_layers(include_self=True, recursive=True):
+        if hasattr(layer, "frozen_batch_norm") and isinstance(layer, keras.Model):
+            set_backbone_training(layer, layer.frozen_batch_norm, layer.trainable_layers)

@@ -45,8 +45,10 @@ class RegionProposalNetwork(keras.layers.Layer):
         train_pre_nms_topk, train_post_nms_topk, test_pre_nms_topk, test_post_nms_topk: proposal budgets.
         nms_iou_threshold: proposal NMS threshold (0.7).
         batch_size_per_image, positive_fraction: anchor sampling (256, 0.5).
-        border_tolerance: None or pixels (0 in the paper).
+        border_tolerance: None or pixels (0 in the paper). Applied after matching (Detectron's order: an
+            object whose best anchor crosses the border keeps only its other positive anchors).
         box_loss_beta: smooth L1 transition (1/9 as Detectron; 1 for the paper's definition).
+        min_size: proposals whose width or height is not above this many pixels are dropped (16 in the paper).
         seed: sampling seed (None: unpredictable).
 
     Call arguments:
@@ -71,7 +73,7 @@ class RegionProposalNetwork(keras.layers.Layer):
     def __init__(self, sizes=((128, 256, 512),), aspect_ratios=(0.5, 1.0, 2.0), strides=(16,), channels=256,
                  objectness="softmax", train_pre_nms_topk=2000, train_post_nms_topk=2000, test_pre_nms_topk=1000,
                  test_post_nms_topk=300, nms_iou_threshold=0.7, batch_size_per_image=256, positive_fraction=0.5,
-                 border_tolerance=0.0, box_loss_beta=1.0 / 9.0, seed=None, **kwargs):
+                 border_tolerance=0.0, box_loss_beta=1.0 / 9.0, min_size=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
         if objectness not in _OBJECTNESS:
             raise ValueError(f"`objectness` must be one of {_OBJECTNESS}; got {objectness!r}")
@@ -97,6 +99,7 @@ class RegionProposalNetwork(keras.layers.Layer):
         self.positive_fraction = float(positive_fraction)
         self.border_tolerance = None if border_tolerance is None else float(border_tolerance)
         self.box_loss_beta = float(box_loss_beta)
+        self.min_size = float(min_size)
         self.seed = seed
         self.num_anchors = len(sizes[0]) * len(self.aspect_ratios)
         self.logits_per_anchor = 2 if objectness == "softmax" else 1
@@ -114,9 +117,9 @@ class RegionProposalNetwork(keras.layers.Layer):
         self.sampler = RoISampler(num_samples=self.batch_size_per_image, positive_fraction=self.positive_fraction,
                                   seed=seed, name="rpn_sampler")
         self.train_proposals = ProposalGenerator(self.train_pre_nms_topk, self.train_post_nms_topk,
-                                                 self.nms_iou_threshold, name="train_proposals")
+                                                 self.nms_iou_threshold, min_size=self.min_size, name="train_proposals")
         self.test_proposals = ProposalGenerator(self.test_pre_nms_topk, self.test_post_nms_topk,
-                                                self.nms_iou_threshold, name="test_proposals")
+                                                self.nms_iou_threshold, min_size=self.min_size, name="test_proposals")
         self.coder = DeltaCoder((1.0, 1.0, 1.0, 1.0))
         self.box_loss = SmoothL1Loss(beta=self.box_loss_beta, reduction="sum")
 
@@ -184,6 +187,7 @@ class RegionProposalNetwork(keras.layers.Layer):
             train_post_nms_topk=self.train_post_nms_topk, test_pre_nms_topk=self.test_pre_nms_topk,
             test_post_nms_topk=self.test_post_nms_topk, nms_iou_threshold=self.nms_iou_threshold,
             batch_size_per_image=self.batch_size_per_image, positive_fraction=self.positive_fraction,
-            border_tolerance=self.border_tolerance, box_loss_beta=self.box_loss_beta, seed=self.seed,
+            border_tolerance=self.border_tolerance, box_loss_beta=self.box_loss_beta, min_size=self.min_size,
+            seed=self.seed,
         )
         return config

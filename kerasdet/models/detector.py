@@ -59,6 +59,10 @@ def _check_targets(y, batch=None):
         if b is not None and l is not None and b != l:
             raise ValueError(f"`y['boxes']` {tuple(boxes.shape)} and `y['labels']` {tuple(labels.shape)} "
                              f"disagree on {what} (expected [B, M, 4] and [B, M])")
+    crowd = y.get("is_crowd")
+    if crowd is not None and (getattr(crowd, "shape", None) is None or tuple(crowd.shape) != tuple(labels.shape)):
+        raise ValueError(f"`y['is_crowd']` must be a bool array shaped like `y['labels']` {tuple(labels.shape)}; "
+                         f"got {tuple(getattr(crowd, 'shape', ())) or type(crowd).__name__}")
     if batch is not None and boxes.shape[0] is not None and boxes.shape[0] != batch:
         raise ValueError(f"training targets `y` hold {boxes.shape[0]} images but the images batch has {batch}")
 
@@ -76,7 +80,7 @@ BOX_FORMATS = ("xyxy", "yxyx", "xywh", "center_xywh", "center_yxhw", "rel_xyxy",
                "rel_center_xywh")
 
 
-def split_inputs(inputs, needs_rois=False):
+def split_inputs(inputs, needs_rois=False, takes_rois=None):
     """`(images, rois)` from a model input: an image batch, or a dict `{"images", "rois"}`.
 
     Raises TypeError / ValueError naming the key when the dict is malformed, or when `needs_rois`
@@ -91,6 +95,9 @@ def split_inputs(inputs, needs_rois=False):
         images, rois = inputs["images"], inputs.get("rois")
     else:
         images, rois = inputs, None
+    if rois is not None and not (needs_rois if takes_rois is None else takes_rois):
+        raise ValueError("this family computes its own proposals: its inputs are the images alone, not 'rois' "
+                         "(families that classify external proposals, such as Fast R-CNN, take them)")
     if needs_rois and rois is None:
         raise ValueError("this family detects on external region proposals: pass inputs as "
                          "{'images': [B, H, W, 3], 'rois': [B, R, 4] xyxy pixels (padding rows -1)}")
@@ -235,9 +242,12 @@ class Detector(keras.Model):
             tf.debugging.assert_all_finite(boxes, message="`y['boxes']` holds NaN or infinite values"),
         ]
         with tf.control_dependencies(checks):
-            out["boxes"], out["labels"] = self._drop_degenerate(boxes, labels, hw)
+            boxes, labels = self._drop_degenerate(boxes, labels, hw)
+        # one padding row more, so that gathers by matched index stay valid when an image batch has no rows (M = 0)
+        out["boxes"] = tf.pad(boxes, [[0, 0], [0, 1], [0, 0]], constant_values=-1.0)
+        out["labels"] = tf.pad(labels, [[0, 0], [0, 1]], constant_values=-1)
         if "is_crowd" in targets:
-            out["is_crowd"] = tf.cast(targets["is_crowd"], tf.bool)
+            out["is_crowd"] = tf.pad(tf.cast(targets["is_crowd"], tf.bool), [[0, 0], [0, 1]])
         return out
 
     @staticmethod
@@ -274,9 +284,12 @@ class Detector(keras.Model):
         return dict(detections, boxes=tf.where(detections["labels"][..., None] >= 0, converted, -1.0))
 
     def __call__(self, *args, **kwargs):
-        if isinstance(kwargs.get("targets"), StandardTargets):
-            kwargs["targets"] = dict(kwargs["targets"])  # layers take plain nested structures
         inputs = args[0] if args else kwargs.get("inputs")
+        targets = kwargs.get("targets")
+        if targets is not None:
+            if not isinstance(targets, StandardTargets) and inputs is not None:
+                targets = self.standardize_targets(targets, tf.convert_to_tensor(self.split_inputs(inputs)[0]))
+            kwargs["targets"] = dict(targets)  # layers take plain nested structures
         if inputs is not None:
             images, rois = self.split_inputs(inputs)
             _check_images(images)
@@ -405,15 +418,18 @@ class Detector(keras.Model):
         return {k: v for m in self.metrics if m not in self._detection_metrics for k, v in _result(m).items()}
 
     def test_step(self, data):
-        """Loss terms with the targets in the forward pass; detection metrics from `detect` on the images."""
+        """Loss terms with the targets in the forward pass; detection metrics from `detect` on the images, fed
+        with the targets as given (both in `bounding_box_format`, "classes" read as "labels")."""
         x, y = self._unpack(data)
         raw = self(x, training=False, targets=y)
         loss = self.compute_loss(x, y, raw, training=False)
         self._loss_tracker.update_state(loss)
         if self._detection_metrics:
+            given = keras.utils.unpack_x_y_sample_weight(data)[1]
+            given = {("labels" if k == "classes" and "labels" not in given else k): v for k, v in given.items()}
             detections = self.detect(x)
             for metric in self._detection_metrics:
-                metric.update_state(y, detections)
+                metric.update_state(given, detections)
         return self.get_metrics_result()
 
     def _term_tracker(self, name):

@@ -326,3 +326,27 @@ def test_classes_is_read_as_labels_and_bad_labels_are_refused():
         model.train_on_batch(x, dict(y, boxes=np.full_like(y["boxes"], np.nan)))
     with pytest.raises(ValueError, match="bounding_box_format"):
         ToyDetector(num_classes=2, bounding_box_format="xyxy_pixels")
+
+
+def test_evaluate_feeds_metrics_the_targets_in_the_models_box_format():
+    """`evaluate` gives detection metrics the targets as the user gave them and detections in the same
+    `bounding_box_format` (a metric that compares them sees equal boxes for the fixed model)."""
+    seen = []
+
+    class Spy(keras.metrics.Metric):
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            seen.append((y_true["boxes"], y_pred["boxes"]))
+
+        def result(self):
+            return 0.0
+
+    model = make_model(bounding_box_format="yxyx")
+    model.compile(metrics=[Spy(name="spy")], run_eagerly=True)
+    y = targets(1)
+    yxyx = dict(y, boxes=np.where(y["labels"][..., None] >= 0, y["boxes"][..., [1, 0, 3, 2]], -1).astype(np.float32))
+    model.evaluate(images(1), yxyx, verbose=0)
+    given, predicted = (np.asarray(t) for t in seen[0])
+    np.testing.assert_allclose(given[0, :3], yxyx["boxes"][0, :3])
+    # the fixed model predicts the three target boxes (in some order of score)
+    for box in given[0, :3]:
+        assert np.any(np.all(np.isclose(predicted[0], box, atol=1e-3), axis=1))

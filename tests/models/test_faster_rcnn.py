@@ -101,3 +101,64 @@ def test_crowd_regions_are_never_negatives():
     # anchor 0 matches the ordinary box; 1 lies inside the crowd region; 2 is covered 12 / 18 x 12 / 18 = 44%
     np.testing.assert_array_equal(out["states"].numpy(), [[1, -1, 0, 0]])
     np.testing.assert_array_equal(out["labels"].numpy(), [[1, -1, -1, -1]])
+
+
+def test_frozen_batch_norm_survives_the_config_and_the_alternating_steps():
+    """The paper configurations freeze batch norm; a rebuilt model (config round trip) freezes the same layers,
+    and freezing then unfreezing a part for an alternating step restores them."""
+    import keras
+
+    def frozen_bn(model):
+        return sum(1 for layer in model.backbone._flatten_layers()
+                   if isinstance(layer, keras.layers.BatchNormalization) and not layer.trainable)
+
+    model = FasterRCNN.paper_config("resnet50_c4", num_classes=3)
+    total = sum(1 for layer in model.backbone._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization))
+    assert frozen_bn(model) == total > 0
+    again = FasterRCNN.from_config(model.get_config())
+    assert frozen_bn(again) == total
+    assert all(not layer.trainable for layer in again.box_head.tower._flatten_layers()
+               if isinstance(layer, keras.layers.BatchNormalization))
+    model.set_training_stage("detector", trainable=("box_head",))
+    assert not any(v.trainable for v in model.backbone.weights)
+    model.set_training_stage("joint")
+    assert frozen_bn(model) == total and any(v.trainable for v in model.backbone.weights)
+    vgg = FasterRCNN.paper_config("vgg16", num_classes=3)
+    frozen = {layer.name for layer in vgg.backbone.layers if layer.weights and not layer.trainable}
+    assert frozen == {"block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2"}
+
+
+def test_feature_names_and_strides_are_checked():
+    from kerasdet.backbones import ResNet
+    from kerasdet.layers import RoIAlign
+
+    with pytest.raises(ValueError, match="rpn_features"):
+        FasterRCNN(3, backbone=ResNet(18, levels=("C5",)))
+    with pytest.raises(ValueError, match="spatial_scale"):
+        FasterRCNN(3, backbone=ResNet(18, levels=("C4",)), roi_pooler=RoIAlign(7, spatial_scale=1 / 32))
+    with pytest.raises(ValueError, match="zf|ZF"):
+        FasterRCNN.paper_config("zf", backbone_weights="imagenet")
+
+
+def test_targets_given_to_call_are_standardised_and_empty_targets_work():
+    """`model(x, training=True, targets=y)` in a custom loop takes the same targets as fit ("classes", other box
+    formats), and targets with no rows at all (M = 0) give a finite loss."""
+    model = FasterRCNN.compact(num_classes=3, width=0.25, bounding_box_format="center_xywh")
+    x, y = harness.synthetic_batch(SPEC, 2)
+    model.build_for_size(SPEC.image_size)
+    centre = np.concatenate([(y["boxes"][..., :2] + y["boxes"][..., 2:]) / 2, y["boxes"][..., 2:] - y["boxes"][..., :2]], -1)
+    given = {"boxes": np.where(y["labels"][..., None] >= 0, centre, -1).astype(np.float32), "classes": y["labels"]}
+    raw = model(x, training=True, targets=given)
+    fg = raw["sampled"]["boxes"].numpy()[raw["sampled"]["states"].numpy() == 1]
+    gt = y["boxes"][y["labels"] >= 0]
+    assert len(fg) and all(np.any(np.all(np.isclose(gt, b, atol=1e-3), axis=1)) for b in fg)  # xyxy inside
+    assert np.isfinite(float(model.compute_loss(x, given, raw)))
+    empty = {"boxes": np.zeros((2, 0, 4), np.float32), "labels": np.zeros((2, 0), np.int32)}
+    model.compile()
+    assert np.isfinite(model.train_on_batch(x, empty, return_dict=True)["loss"])
+
+
+def test_rois_are_refused_by_a_family_that_makes_its_own():
+    model = FasterRCNN.compact(num_classes=3, width=0.25)
+    with pytest.raises(ValueError, match="rois"):
+        model.predict({"images": np.zeros((1, 96, 96, 3), np.uint8), "rois": np.zeros((1, 2, 4), np.float32)}, verbose=0)

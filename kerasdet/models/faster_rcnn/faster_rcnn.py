@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from kerasdet.backbones.resnet import ResNet
+from kerasdet.backbones.training_mode import reapply_training_modes
 from kerasdet.heads.proposal_sampler import ProposalSampler
 from kerasdet.heads.region_proposal_network import RegionProposalNetwork
 from kerasdet.heads.roi_box_head import RoIBoxHead
@@ -20,6 +21,40 @@ _SINGLE_MAP_POOLERS = (RoIPool, RoIAlign)
 
 def _deserialize(value):
     return keras.saving.deserialize_keras_object(value) if isinstance(value, dict) else value
+
+
+def _map_strides(backbone, feature_pyramid):
+    """{map name: stride} of the maps the model computes, or None when the backbone does not say."""
+    if feature_pyramid is not None:
+        return {f"P{k}": 2 ** k for k in range(feature_pyramid.min_level, feature_pyramid.max_level + 1)}
+    strides = getattr(backbone, "feature_strides", None)
+    return dict(strides) if strides is not None else None
+
+
+def _check_feature_names(backbone, feature_pyramid, rpn, rpn_features, roi_pooler, roi_features):
+    """ValueError naming the argument when the RPN or the RoI pooler would read a map the model does not make,
+    or at a stride other than the map's."""
+    strides = _map_strides(backbone, feature_pyramid)
+    if strides is None:
+        return
+    missing = [k for k in rpn_features if k not in strides]
+    if missing:
+        raise ValueError(f"`rpn_features` names maps {missing} the model does not compute; it has {sorted(strides)}")
+    wrong = [(k, s, strides[k]) for k, s in zip(rpn_features, rpn.strides) if strides[k] != s]
+    if wrong:
+        raise ValueError(f"the RPN's strides disagree with the maps of `rpn_features`: (map, rpn stride, map stride) {wrong}")
+    if isinstance(roi_pooler, MultiLevelRoIAlign):
+        pooled = roi_pooler.strides if isinstance(roi_pooler.strides, dict) else {}
+        bad = [k for k, s in pooled.items() if strides.get(k) != s]
+        if bad:
+            raise ValueError(f"`roi_pooler` reads maps {bad} that the model does not compute at those strides; "
+                             f"it has {strides}")
+    else:
+        if roi_features not in strides:
+            raise ValueError(f"`roi_features` {roi_features!r} is not a map the model computes; it has {sorted(strides)}")
+        if abs(roi_pooler.spatial_scale * strides[roi_features] - 1.0) > 1e-6:
+            raise ValueError(f"`roi_pooler` has spatial_scale {roi_pooler.spatial_scale}, but `roi_features` "
+                             f"{roi_features!r} has stride {strides[roi_features]} (expected 1/{strides[roi_features]})")
 
 
 @keras.saving.register_keras_serializable(package="kerasdet")
@@ -106,6 +141,7 @@ class FasterRCNN(Detector):
         proposal_sampler = _deserialize(proposal_sampler) or ProposalSampler(name="proposal_sampler")
         if not isinstance(proposal_sampler, ProposalSampler):
             raise TypeError(f"`proposal_sampler` must be a ProposalSampler; got {type(proposal_sampler).__name__}")
+        _check_feature_names(backbone, feature_pyramid, rpn, rpn_features, roi_pooler, roi_features)
         self.backbone = backbone
         self.fpn = feature_pyramid
         self.rpn = rpn
@@ -143,7 +179,9 @@ class FasterRCNN(Detector):
             raise TypeError(f"`proposal_model` must be a FasterRCNN; got {type(proposal_model).__name__}")
         for name, part in parts.items():
             if part is not None:
-                part.trainable = name in trainable
+                part.trainable = name in trainable  # recursive in Keras 3: unfreezes every layer below
+                if part.trainable:
+                    reapply_training_modes(part)  # what the backbones froze themselves (batch norm, early stages)
         if proposal_model is not None:
             proposal_model.trainable = False
         object.__setattr__(self, "training_stage", stage)
@@ -180,8 +218,10 @@ class FasterRCNN(Detector):
         """The published Faster R-CNN networks (random weights, or ImageNet backbones through keras.applications).
 
         - `"zf"`, `"vgg16"` (Ren et al., 2015): the stride-16 map (ZF conv5 / VGG16 conv5_3), RPN of 9 anchors
-          (128, 256, 512) x (0.5, 1, 2) with a 256 / 512-channel 3x3 conv, RoIPool 7x7 (6x6 for ZF), 2 fc 4096,
-          128 RoIs per image at 25% foreground with background IoU [0.1, 0.5) and 2000 / 300 proposals.
+          (128, 256, 512) x (0.5, 1, 2) with a 256 / 512-channel 3x3 conv, anchors crossing the border ignored
+          in training (after matching, as Detectron's boundary rule), proposals under 16 px dropped, RoIPool 7x7
+          (6x6 for ZF), 2 fc 4096, 128 RoIs per image at 25% foreground with background IoU [0.1, 0.5) and
+          2000 / 300 proposals; VGG16's conv1-conv2 frozen as in the paper's code.
         - `"resnet50_c4"`, `"resnet101_c4"` (He et al., 2016): RPN and RoI pooling (14x14) on C4, conv5 on each
           RoI (stride 2 -> 7x7), average pooling; frozen batch norm.
         - `"resnet50_fpn"`, `"resnet101_fpn"` (Lin et al., 2017): FPN P2-P6 with 256 channels (P6 = P5
@@ -201,7 +241,7 @@ class FasterRCNN(Detector):
         Example:
             >>> model = FasterRCNN.paper_config("vgg16", num_classes=20)
         """
-        from kerasdet.backbones import MobileNetV2, ResNetStage, VGG16, ZFNet, set_backbone_training
+        from kerasdet.backbones import MobileNetV2, ResNetStage, VGG16, ZFNet
 
         single = {"zf": ("conv5", 256, 6), "vgg16": ("conv5_3", 512, 7)}
         resnets = {"resnet50_c4": 50, "resnet101_c4": 101, "resnet50_fpn": 50, "resnet101_fpn": 101}
@@ -218,10 +258,14 @@ class FasterRCNN(Detector):
 
         paper_anchors = dict(sizes=[[128.0, 256.0, 512.0]], strides=(16,), train_pre_nms_topk=12000,
                              train_post_nms_topk=2000, test_pre_nms_topk=6000, test_post_nms_topk=300,
-                             border_tolerance=0.0, box_loss_beta=1.0 / 9.0, name="rpn")
+                             border_tolerance=0.0, box_loss_beta=1.0 / 9.0, min_size=16.0 if name in single else 0.0,
+                             name="rpn")
         if name in single:
             level, channels, pooled = single[name]
-            trunk = ZFNet() if name == "zf" else VGG16(levels=("conv5_3",), weights=backbone_weights)
+            # the paper's code keeps VGG16's conv1-conv2 fixed (ZF net trains every layer) and drops proposals
+            # under 16 px
+            trunk = (ZFNet(weights=backbone_weights) if name == "zf"
+                     else VGG16(levels=("conv5_3",), weights=backbone_weights, trainable_layers=3))
             config = dict(
                 backbone=trunk, rpn=RegionProposalNetwork(channels=channels, **paper_anchors), rpn_features=(level,),
                 roi_pooler=pooler(pooled, "roi_pool"), roi_features=level,
@@ -231,8 +275,8 @@ class FasterRCNN(Detector):
             )
         elif name.endswith("_c4"):
             depth = resnets[name]
-            trunk = set_backbone_training(ResNet(depth, levels=("C4",), weights=backbone_weights), frozen_batch_norm=True)
-            conv5 = set_backbone_training(ResNetStage(depth, weights=backbone_weights), frozen_batch_norm=True)
+            trunk = ResNet(depth, levels=("C4",), weights=backbone_weights, frozen_batch_norm=True)
+            conv5 = ResNetStage(depth, weights=backbone_weights, frozen_batch_norm=True)
             config = dict(
                 backbone=trunk, rpn=RegionProposalNetwork(channels=1024, **paper_anchors), rpn_features=("C4",),
                 roi_pooler=pooler(14, "roi_align"), roi_features="C4",
@@ -245,8 +289,8 @@ class FasterRCNN(Detector):
                 trunk = MobileNetV2(levels=("C3", "C4", "C5"), weights=backbone_weights)
                 levels, pyramid = (3, 4, 5, 6), FeaturePyramid(3, 6, 256, extra_from="subsample", name="fpn")
             else:
-                trunk = set_backbone_training(ResNet(resnets[name], levels=("C2", "C3", "C4", "C5"),
-                                                     weights=backbone_weights), frozen_batch_norm=True)
+                trunk = ResNet(resnets[name], levels=("C2", "C3", "C4", "C5"), weights=backbone_weights,
+                               frozen_batch_norm=True)
                 levels, pyramid = (2, 3, 4, 5, 6), FeaturePyramid(2, 6, 256, extra_from="subsample", name="fpn")
             config = dict(
                 backbone=trunk, feature_pyramid=pyramid,
@@ -281,15 +325,18 @@ class FasterRCNN(Detector):
     def call(self, inputs, training=False, targets=None):
         images, _ = self.split_inputs(inputs)
         features = self._features(images, training)
-        out = dict(self.rpn([features[k] for k in self.rpn_features], images, training=training))
-        if self.proposal_model is not None:  # step 2 of the alternating scheme: another network's proposals
+        if self.proposal_model is None:
+            out = dict(self.rpn([features[k] for k in self.rpn_features], images, training=training))
+        else:  # step 2 of the alternating scheme: another network's proposals (no gradient, no RPN loss)
             source = self.proposal_model
-            outside = source.rpn([source._features(images, False)[k] for k in source.rpn_features], images,
-                                 training=training)
-            out["proposals"] = tf.stop_gradient(outside["proposals"])
+            out = dict(source.rpn([source._features(images, False)[k] for k in source.rpn_features], images,
+                                  training=training))
+            out = tf.nest.map_structure(tf.stop_gradient, out)
         rois = out["proposals"]
-        if targets is not None:
+        uses_rpn_terms = any(t.startswith("rpn_") for t in self.STAGE_TERMS[self.training_stage])
+        if targets is not None and uses_rpn_terms:
             out["rpn_sampled"] = self.rpn.sample_targets(out, targets, images, training=training)
+        if targets is not None:
             out["sampled"] = self.proposal_sampler(rois, targets, training=training)
             rois = out["sampled"]["rois"]
         out.update(self.box_head(self.pool_rois(features, rois), training=training))
@@ -302,7 +349,7 @@ class FasterRCNN(Detector):
     def detection_losses(self, images, targets, raw):
         if "sampled" not in raw:
             raise ValueError("FasterRCNN.detection_losses needs the outputs of `call(inputs, targets=...)`")
-        terms = self.rpn.compute_losses(raw, raw["rpn_sampled"])
+        terms = self.rpn.compute_losses(raw, raw["rpn_sampled"]) if "rpn_sampled" in raw else {}
         terms.update(self.box_head.compute_losses(raw, raw["sampled"]))
         return {k: v for k, v in terms.items() if k in self.STAGE_TERMS[self.training_stage]}
 
