@@ -26,10 +26,13 @@ def conv_tower(depth, channels, outputs, bias_init="zeros", name="head", kernel_
         >>> head(tf.zeros([1, 32, 32, 64])).shape
         TensorShape([1, 32, 32, 36])
     """
-    init = keras.initializers.RandomNormal(stddev=0.01)
-    layers = [keras.layers.Conv2D(channels, 3, padding="same", activation="relu", kernel_initializer=init,
+    # one initializer object per layer: an unseeded Keras initializer fixes its seed when it is made, so a
+    # shared one would give layers of the same shape identical starting kernels
+    layers = [keras.layers.Conv2D(channels, 3, padding="same", activation="relu",
+                                  kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
                                   name=f"{name}_conv{i}") for i in range(depth)]
-    layers.append(keras.layers.Conv2D(outputs, kernel_size, padding="same", kernel_initializer=init,
+    layers.append(keras.layers.Conv2D(outputs, kernel_size, padding="same",
+                                      kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
                                       bias_initializer=bias_init, name=f"{name}_out"))
     return keras.Sequential(layers, name=name)
 

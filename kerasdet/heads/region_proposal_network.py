@@ -104,12 +104,14 @@ class RegionProposalNetwork(keras.layers.Layer):
         self.num_anchors = len(sizes[0]) * len(self.aspect_ratios)
         self.logits_per_anchor = 2 if objectness == "softmax" else 1
 
-        init = keras.initializers.RandomNormal(stddev=0.01)
-        self.conv = keras.layers.Conv2D(self.channels, 3, padding="same", activation="relu", kernel_initializer=init,
+        def init():  # one per layer (an unseeded Keras initializer fixes its seed when made)
+            return keras.initializers.RandomNormal(stddev=0.01)
+
+        self.conv = keras.layers.Conv2D(self.channels, 3, padding="same", activation="relu", kernel_initializer=init(),
                                         name="rpn_conv")
-        self.objectness_conv = keras.layers.Conv2D(self.num_anchors * self.logits_per_anchor, 1, kernel_initializer=init,
-                                                   name="rpn_objectness")
-        self.delta_conv = keras.layers.Conv2D(self.num_anchors * 4, 1, kernel_initializer=init, name="rpn_deltas")
+        self.objectness_conv = keras.layers.Conv2D(self.num_anchors * self.logits_per_anchor, 1,
+                                                   kernel_initializer=init(), name="rpn_objectness")
+        self.delta_conv = keras.layers.Conv2D(self.num_anchors * 4, 1, kernel_initializer=init(), name="rpn_deltas")
         self.anchor_generator = AnchorGenerator(sizes=sizes, aspect_ratios=self.aspect_ratios, strides=strides,
                                                 per_level=True, name="rpn_anchors")
         self.matcher = BoxMatcher(thresholds=(0.3, 0.7), match_values=(0, -1, 1), allow_low_quality_matches=True,

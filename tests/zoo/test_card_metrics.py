@@ -64,7 +64,10 @@ def test_readme_table_shows_each_cards_numbers():
     for name in kerasdet.zoo.list():
         rows = [line for line in readme.splitlines() if line.startswith(f"| `{name}` |")]
         assert len(rows) == 1, f"README's zoo table has no single row for {name}"
-        shown = [float(cell) for cell in rows[0].strip("|").split("|")[-7:]]
+        cells = rows[0].strip("|").split("|")
+        shown = [float(cell) for cell in cells[-7:]]
+        card_speed = kerasdet.zoo.card(name)["speed"]["images_per_second"]
+        assert abs(float(cells[-8]) - card_speed) <= 0.06, (name, cells[-8], card_speed)   # images/s column
         metrics = kerasdet.zoo.card(name)["metrics"]
         card = [metrics[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "VOC_mAP")]
         np.testing.assert_allclose(shown, card, atol=0.0006, err_msg=name)
