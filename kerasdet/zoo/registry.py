@@ -17,6 +17,7 @@ from kerasdet.zoo import weights as weights_io
 
 #: Released models: name -> folder under the zoo directory. Add a row when a model is released.
 RELEASED = {
+    "faster_rcnn_resnet18_shapes": "faster_rcnn_resnet18_shapes",
     "retinanet_resnet18_shapes": "retinanet_resnet18_shapes",
 }
 
