@@ -435,8 +435,8 @@ def main(argv=None) -> int:
             "scores pass 0.05 (counts in the notes).",
             "",
             "Remaining differences: ResNet-50 v1 (keras.applications layout: convolution biases, stride on the first "
-            "1x1) vs torchvision's v1.5 (stride on the 3x3, about 5% more backbone FLOPs); FPN P6 is a 3x3 stride-2 "
-            "convolution of P5 in ours, a stride-2 subsampling (max-pool, kernel 1) in torchvision; RPN objectness "
+            "1x1) vs torchvision's v1.5 (stride on the 3x3, about 5% more backbone FLOPs); FPN P6 is P5 subsampled "
+            "with stride 2 on both (the FPN paper's, no parameters); RPN objectness "
             "is a 2-way softmax per anchor in ours (6 logits per location), a sigmoid in torchvision (3); torchvision "
             "drops proposals smaller than 1e-3 px and detections smaller than 1e-2 px, ours only empty proposals; "
             "its transform normalises the images and runs a bilinear resize at scale 1 and a copy into a padded batch, "
