@@ -162,3 +162,16 @@ def test_rois_are_refused_by_a_family_that_makes_its_own():
     model = FasterRCNN.compact(num_classes=3, width=0.25)
     with pytest.raises(ValueError, match="rois"):
         model.predict({"images": np.zeros((1, 96, 96, 3), np.uint8), "rois": np.zeros((1, 2, 4), np.float32)}, verbose=0)
+
+
+def test_trainable_backbone_layers_freezes_the_first_stages_and_survives_the_config():
+    model = FasterRCNN.paper_config("resnet50_fpn", num_classes=3, trainable_backbone_layers=3)
+    frozen_stages = {layer.name.split("_")[0] for layer in model.backbone.layers if layer.weights and not any(
+        v.trainable for v in layer.weights)}
+    assert {"conv1", "conv2"} <= frozen_stages
+    trains = {layer.name.split("_")[0] for layer in model.backbone.layers if any(v.trainable for v in layer.weights)}
+    assert trains == {"conv3", "conv4", "conv5"}
+    again = FasterRCNN.from_config(model.get_config())
+    assert len(again.backbone.trainable_weights) == len(model.backbone.trainable_weights)
+    with pytest.raises(ValueError, match="trainable_layers"):
+        FasterRCNN.paper_config("resnet50_c4", trainable_backbone_layers=7)

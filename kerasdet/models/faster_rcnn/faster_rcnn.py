@@ -214,7 +214,8 @@ class FasterRCNN(Detector):
         return cls(num_classes=num_classes, **defaults)
 
     @classmethod
-    def paper_config(cls, name="vgg16", num_classes=80, backbone_weights=None, roi_pooling=None, **kwargs):
+    def paper_config(cls, name="vgg16", num_classes=80, backbone_weights=None, roi_pooling=None,
+                     trainable_backbone_layers=None, **kwargs):
         """The published Faster R-CNN networks (random weights, or ImageNet backbones through keras.applications).
 
         - `"zf"`, `"vgg16"` (Ren et al., 2015): the stride-16 map (ZF conv5 / VGG16 conv5_3), RPN of 9 anchors
@@ -236,6 +237,9 @@ class FasterRCNN(Detector):
             backbone_weights: None or "imagenet" (not for ZF net).
             roi_pooling: "roi_pool" or "roi_align" to override the configuration's pooling on single-map
                 configurations (the FPN ones always use MultiLevelRoIAlign).
+            trainable_backbone_layers: None (the configuration's choice: VGG16's conv1-conv2 frozen, every
+                other trunk trained) or 0-5, the trunk's stages that train counted from the last (torchvision's
+                option; ResNet, VGG16 and ZF net).
             **kwargs: other constructor arguments (`class_names`, `max_detections`...).
 
         Example:
@@ -264,8 +268,9 @@ class FasterRCNN(Detector):
             level, channels, pooled = single[name]
             # the paper's code keeps VGG16's conv1-conv2 fixed (ZF net trains every layer) and drops proposals
             # under 16 px
-            trunk = (ZFNet(weights=backbone_weights) if name == "zf"
-                     else VGG16(levels=("conv5_3",), weights=backbone_weights, trainable_layers=3))
+            trunk = (ZFNet(weights=backbone_weights, trainable_layers=trainable_backbone_layers) if name == "zf"
+                     else VGG16(levels=("conv5_3",), weights=backbone_weights,
+                                trainable_layers=3 if trainable_backbone_layers is None else trainable_backbone_layers))
             config = dict(
                 backbone=trunk, rpn=RegionProposalNetwork(channels=channels, **paper_anchors), rpn_features=(level,),
                 roi_pooler=pooler(pooled, "roi_pool"), roi_features=level,
@@ -275,7 +280,8 @@ class FasterRCNN(Detector):
             )
         elif name.endswith("_c4"):
             depth = resnets[name]
-            trunk = ResNet(depth, levels=("C4",), weights=backbone_weights, frozen_batch_norm=True)
+            trunk = ResNet(depth, levels=("C4",), weights=backbone_weights, frozen_batch_norm=True,
+                           trainable_layers=trainable_backbone_layers)
             conv5 = ResNetStage(depth, weights=backbone_weights, frozen_batch_norm=True)
             config = dict(
                 backbone=trunk, rpn=RegionProposalNetwork(channels=1024, **paper_anchors), rpn_features=("C4",),
@@ -286,11 +292,13 @@ class FasterRCNN(Detector):
             )
         else:
             if name == "mobilenet_v2":
+                if trainable_backbone_layers is not None:
+                    raise ValueError("`trainable_backbone_layers` applies to the ResNet, VGG16 and ZF trunks, not MobileNetV2")
                 trunk = MobileNetV2(levels=("C3", "C4", "C5"), weights=backbone_weights)
                 levels, pyramid = (3, 4, 5, 6), FeaturePyramid(3, 6, 256, extra_from="subsample", name="fpn")
             else:
                 trunk = ResNet(resnets[name], levels=("C2", "C3", "C4", "C5"), weights=backbone_weights,
-                               frozen_batch_norm=True)
+                               frozen_batch_norm=True, trainable_layers=trainable_backbone_layers)
                 levels, pyramid = (2, 3, 4, 5, 6), FeaturePyramid(2, 6, 256, extra_from="subsample", name="fpn")
             config = dict(
                 backbone=trunk, feature_pyramid=pyramid,
