@@ -33,7 +33,6 @@ otherwise idle machine. `keras-hub` comes with the `bench` extra (`pip install -
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import math
 import os
@@ -52,7 +51,7 @@ tf.config.threading.set_inter_op_parallelism_threads(1)
 
 import keras  # noqa: E402
 
-from benchmarks.timing import write_section, Case, positive_int, machine_description, markdown_table, print_over_limit, run_cases  # noqa: E402
+from benchmarks.timing import write_section, Case, detector_parser, machine_description, markdown_table, print_over_limit, run_cases  # noqa: E402
 from kerasdet.models.retinanet.retinanet import RetinaNet  # noqa: E402
 
 START, END = "<!-- models:start -->", "<!-- models:end -->"
@@ -280,14 +279,7 @@ def compile_both(ours, peer) -> None:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=positive_int, default=7, help="interleaved rounds per case (default 7)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed calls of each side first (default 2; tracing included)")
-    parser.add_argument("--batches", type=positive_int, nargs="+", default=[1, 8], help="batch sizes (default 1 8)")
-    parser.add_argument("--image-size", type=positive_int, default=512,
-                        help="square image side, a multiple of 128 (default 512; smaller only for quick checks)")
-    parser.add_argument("--only", choices=("inference", "training"), help="run only these cases (prints, writes nothing)")
-    parser.add_argument("--print-only", action="store_true", help="print the table, do not write RESULTS.md")
+    parser = detector_parser(__doc__.splitlines()[0], batches=(1, 8), image_size=512, multiple=128)
     args = parser.parse_args(argv)
     if args.image_size % 128:
         parser.error(f"--image-size must be a multiple of 128 (P7 stride); got {args.image_size}")

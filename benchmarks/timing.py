@@ -90,6 +90,22 @@ def positive_int(text: str) -> int:
     return value
 
 
+def detector_parser(description, batches, image_size, multiple):
+    """The arguments the detector benchmarks share: rounds, warm-up, batch sizes, image size, --only, --print-only."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=positive_int, default=7, help="interleaved rounds per case (default 7)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls of each side first (default 2; tracing included)")
+    parser.add_argument("--batches", type=positive_int, nargs="+", default=list(batches),
+                        help=f"batch sizes (default {' '.join(map(str, batches))})")
+    parser.add_argument("--image-size", type=positive_int, default=image_size,
+                        help=f"square image side, a multiple of {multiple} (default {image_size}; smaller only for quick checks)")
+    parser.add_argument("--only", choices=("inference", "training"), help="run only these cases (prints, writes nothing)")
+    parser.add_argument("--print-only", action="store_true", help="print the table(s), do not write RESULTS.md")
+    return parser
+
+
 def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int = 15, warmup: int = 3) -> dict[str, float]:
     """Median milliseconds of each callable of `fns`, timed in interleaved rounds after `warmup` untimed calls.
 

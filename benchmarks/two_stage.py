@@ -60,7 +60,6 @@ torchvision's default behaviour; the full run uses the default.)
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -88,7 +87,7 @@ from benchmarks.calibration import CANDIDATE_FRACTION, BOX_DELTA_STD, softmax_sc
 from benchmarks.models import make_images, make_targets  # noqa: E402
 from benchmarks.timing import (  # noqa: E402
     Case, interleaved_medians, machine_description, markdown_table, print_over_limit, run_cases, write_section,
-    positive_int,
+    detector_parser,
 )
 from kerasdet.models.faster_rcnn import FasterRCNN  # noqa: E402
 from kerasdet.ops.nms import batched_non_max_suppression  # noqa: E402
@@ -335,13 +334,7 @@ def training_case(model: FasterRCNN, peer: TorchPeer, images, targets, losses: d
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=positive_int, default=7, help="interleaved rounds per case (default 7)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed calls of each side first (default 2; tracing included)")
-    parser.add_argument("--batches", type=positive_int, nargs="+", default=[1, 2], help="batch sizes (default 1 2)")
-    parser.add_argument("--image-size", type=positive_int, default=800,
-                        help="square image side, a multiple of 32 (default 800; smaller only for quick checks)")
-    parser.add_argument("--only", choices=("inference", "training"), help="run only these cases (prints, writes nothing)")
+    parser = detector_parser(__doc__.splitlines()[0], batches=(1, 2), image_size=800, multiple=32)
     parser.add_argument("--no-split", action="store_true", help="skip the split of ours' inference time")
     parser.add_argument("--peer-batch-norm", choices=("frozen", "stock"), default="frozen",
                         help="torchvision's backbone norm: FrozenBatchNorm2d as ours (default) or the BatchNorm2d it builds")
@@ -350,7 +343,6 @@ def parse_args(argv=None):
                         help="python of the torch virtualenv (default $TORCH_VENV/bin/python or benchmarks/.torch-venv)")
     parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE,
                         help=f"SGD learning rate of both sides' training steps (default {LEARNING_RATE:g}; 0.01 diverges, see above)")
-    parser.add_argument("--print-only", action="store_true", help="print the tables, do not write RESULTS.md")
     args = parser.parse_args(argv)
     if args.image_size % 32:
         parser.error(f"--image-size must be a multiple of 32 (torchvision pads to 32); got {args.image_size}")

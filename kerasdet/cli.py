@@ -208,6 +208,8 @@ def _alternating_training(model, train, args, steps, out, num_classes, class_nam
     (1) the RPN from the initial weights; (2) a detector from the initial weights on step 1's proposals;
     (3) the RPN's own layers on step 2's frozen trunk; (4) the RoI head on the same trunk. Returns the
     final model (step 2's network after steps 3 and 4), every part trainable again."""
+    import keras
+
     from kerasdet.models.faster_rcnn import FasterRCNN
 
     if not isinstance(model, FasterRCNN):
@@ -229,49 +231,44 @@ def _alternating_training(model, train, args, steps, out, num_classes, class_nam
         _compile_for(net, args, steps, recipe)
         print(f"[train] alternating step {label}: {stage['stage']} losses, training {', '.join(stage['trainable'])}; "
               f"{steps} steps", flush=True)
-        callbacks = [keras_csv(out / f"history_{label}.csv"),
-                     _TrainingProgress(out / f"progress_{label}.json", 0.0, steps_per_epoch=steps // args.epochs)]
+        callbacks = [keras.callbacks.CSVLogger(str(out / f"history_{label}.csv")),
+                     _training_progress(out / f"progress_{label}.json", 0.0, steps_per_epoch=steps // args.epochs)]
         net.fit(train, epochs=args.epochs, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 0)
     detector.set_training_stage("joint")
     detector.compile()
     return detector
 
 
-def keras_csv(path):
+def _format_terms(logs):
+    return " ".join(f"{k} {float(v):.4f}" for k, v in (logs or {}).items())
+
+
+def _training_progress(path, seconds_before, steps_per_epoch, every=100):
+    """A callback printing a progress line every `every` steps when stdout is not a terminal, and writing
+    `progress.json` with the cumulative training seconds at the end of each epoch (so that a resumed run
+    counts the time before)."""
     import keras
 
-    return keras.callbacks.CSVLogger(str(path))
+    state = {"start": time.time(), "epoch": 0}
+    data = json.loads(path.read_text()) if path.is_file() else {"seconds": {}}
 
+    def elapsed():
+        return time.time() - state["start"] + seconds_before
 
-class _TrainingProgress:
-    """Progress lines every `every` steps when stdout is not a terminal, and `progress.json` with the
-    cumulative training seconds at the end of each epoch (so that a resumed run counts the time before)."""
+    def batch_end(batch, logs):
+        if not sys.stdout.isatty() and (batch + 1) % every == 0:
+            print(f"[train] epoch {state['epoch'] + 1} step {batch + 1}/{steps_per_epoch} {_format_terms(logs)} "
+                  f"({elapsed():.0f} s)", flush=True)
 
-    def __new__(cls, path, seconds_before, steps_per_epoch, every=100):
-        import keras
+    def epoch_end(epoch, logs):
+        data["seconds"][str(epoch + 1)] = round(elapsed(), 1)
+        path.write_text(json.dumps(data, indent=1))
+        print(f"[train] epoch {epoch + 1} done: {_format_terms(logs)}", flush=True)
 
-        class Progress(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                self.start = time.time()
-                self.data = json.loads(path.read_text()) if path.is_file() else {"seconds": {}}
-
-            def on_epoch_begin(self, epoch, logs=None):
-                self.epoch = epoch
-
-            def on_train_batch_end(self, batch, logs=None):
-                if not sys.stdout.isatty() and (batch + 1) % every == 0:
-                    terms = " ".join(f"{k} {float(v):.4f}" for k, v in (logs or {}).items())
-                    elapsed = time.time() - self.start + seconds_before
-                    print(f"[train] epoch {self.epoch + 1} step {batch + 1}/{steps_per_epoch} {terms} "
-                          f"({elapsed:.0f} s)", flush=True)
-
-            def on_epoch_end(self, epoch, logs=None):
-                self.data["seconds"][str(epoch + 1)] = round(time.time() - self.start + seconds_before, 1)
-                path.write_text(json.dumps(self.data, indent=1))
-                terms = " ".join(f"{k} {float(v):.4f}" for k, v in (logs or {}).items())
-                print(f"[train] epoch {epoch + 1} done: {terms}", flush=True)
-
-        return Progress()
+    return keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: state.update(start=time.time()),
+        on_epoch_begin=lambda epoch, logs: state.update(epoch=epoch),
+        on_train_batch_end=batch_end, on_epoch_end=epoch_end)
 
 
 def cmd_train(args):
@@ -348,7 +345,7 @@ def cmd_train(args):
             keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "epoch_{epoch:03d}.weights.h5"),
                                             save_weights_only=True),
             keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume_from is not None),
-            _TrainingProgress(out / "progress.json", seconds_before, steps_per_epoch=steps // args.epochs),
+            _training_progress(out / "progress.json", seconds_before, steps_per_epoch=steps // args.epochs),
         ]
         start = time.time()
         model.fit(train, epochs=args.epochs, initial_epoch=initial_epoch, callbacks=callbacks,

@@ -49,8 +49,10 @@ def per_level_outputs(head, maps, values_per_anchor, training=False, concat=True
         >>> per_level_outputs(conv_tower(0, 16, 3 * 4), maps, 4).shape
         TensorShape([2, 240, 4])
     """
-    outs = []
-    for feature_map in maps:
-        y = head(feature_map, training=training)
-        outs.append(tf.cast(tf.reshape(y, [tf.shape(y)[0], -1, values_per_anchor]), tf.float32))
+    return flatten_levels([head(m, training=training) for m in maps], values_per_anchor, concat)
+
+
+def flatten_levels(outputs, values_per_anchor, concat=True):
+    """Head outputs `[B, H, W, A*V]` per level -> float32 `[B, H*W*A, V]` (concatenated, or a list)."""
+    outs = [tf.cast(tf.reshape(y, [tf.shape(y)[0], -1, values_per_anchor]), tf.float32) for y in outputs]
     return tf.concat(outs, axis=1) if concat else outs

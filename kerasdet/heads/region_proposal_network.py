@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from kerasdet.coders.delta_coder import DeltaCoder
 from kerasdet.heads.anchor_targets import assign_anchor_targets
-from kerasdet.heads.dense_head import per_level_outputs
+from kerasdet.heads.dense_head import flatten_levels
 from kerasdet.layers.anchor_generator import AnchorGenerator
 from kerasdet.layers.box_matcher import BoxMatcher
 from kerasdet.layers.proposal_generator import ProposalGenerator
@@ -139,9 +139,8 @@ class RegionProposalNetwork(keras.layers.Layer):
     def call(self, maps, images, training=False):
         maps = list(maps)
         heads = [self._head(m, training) for m in maps]
-        objectness = per_level_outputs(lambda y, training=None: y, [h[0] for h in heads], self.logits_per_anchor,
-                                       concat=False)
-        deltas = per_level_outputs(lambda y, training=None: y, [h[1] for h in heads], 4, concat=False)
+        objectness = flatten_levels([h[0] for h in heads], self.logits_per_anchor, concat=False)
+        deltas = flatten_levels([h[1] for h in heads], 4, concat=False)
         anchors = self.anchor_generator(images, *maps)
         scores = [self.objectness_score(o) for o in objectness]
         generator = self.train_proposals if training else self.test_proposals

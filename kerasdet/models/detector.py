@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasdet.ops.boxes import convert_format
+from kerasdet.ops.boxes import clip_boxes, convert_format
 from kerasdet.ops.nms import batched_non_max_suppression
 
 
@@ -254,9 +254,7 @@ class Detector(keras.Model):
     def _drop_degenerate(boxes, labels, hw):
         """Boxes clipped to the image; rows left with no area (zero-area, inverted, wholly outside) become
         padding (box -1, label -1), so that no family encodes a degenerate box."""
-        clipped = tf.stack([tf.clip_by_value(boxes[..., 0], 0.0, hw[1]), tf.clip_by_value(boxes[..., 1], 0.0, hw[0]),
-                            tf.clip_by_value(boxes[..., 2], 0.0, hw[1]), tf.clip_by_value(boxes[..., 3], 0.0, hw[0])],
-                           axis=-1)
+        clipped = clip_boxes(boxes, hw)
         keep = (labels >= 0) & (clipped[..., 2] > clipped[..., 0]) & (clipped[..., 3] > clipped[..., 1])
         return tf.where(keep[..., None], clipped, -1.0), tf.where(keep, labels, -1)
 
