@@ -708,7 +708,14 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     args.command_line = "kerasdet " + " ".join(shlex.quote(a) for a in argv)
     args.argv = argv
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except SystemExit as stop:
+        if not isinstance(stop.code, str):
+            raise
+        # a usage mistake found after parsing: one line on stderr and exit status 2, as argparse's own errors
+        print(stop.code, file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -128,8 +128,25 @@ def test_faster_rcnn_run_is_rebuilt_as_faster_rcnn_and_resumes(tmp_path):
                                                                                    "epoch_002.weights.h5"]
     progress = json.loads((interrupted / "progress.json").read_text())["seconds"]
     assert 0 < progress["1"] < progress["2"]
-    with __import__("pytest").raises(SystemExit, match="has finished"):
+    with __import__("pytest").raises(SystemExit) as stop:
         cli.main(["train", "--resume", str(interrupted)])
+    assert stop.value.code == 2
+
+
+def test_command_line_mistakes_are_one_line_and_exit_2(tmp_path, capsys):
+    """A mistake found after parsing (unknown --arch, both --init-from and --backbone-from, a resume of a folder
+    that is no run) prints one line on stderr and exits with status 2, as argparse's own errors do."""
+    import pytest
+
+    cases = [["train", "--arch", "bogus", "--train-images", "2", "--out", str(tmp_path / "a")],
+             ["train", "--init-from", NAME, "--backbone-from", NAME, "--out", str(tmp_path / "b")],
+             ["train", "--resume", str(tmp_path)]]
+    for argv in cases:
+        with pytest.raises(SystemExit) as stop:
+            cli.main(argv)
+        assert stop.value.code == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("kerasdet"), err
 
 
 @__import__("pytest").mark.slow
