@@ -65,13 +65,21 @@ def save_model_weights(model, path, image_size) -> pathlib.Path:
 def transfer_matching(source, target) -> list[str]:
     """Copies every variable of `source` into the variable of `target` with the same path and shape.
 
+    Paths are compared below the model: a leading `<model name>/` (which Keras adds to the variables of
+    layers first built inside the model's `call`, so that it differs between a fresh and a reloaded model,
+    or between families) is ignored.
+
     Returns the paths of `target`'s variables that were left as initialised (no match by path or a
     different shape): for a fine-tuning rebuild these must be the class head's alone.
     """
-    by_path = {v.path: v for v in source.weights}
+    def relative(model, path):
+        prefix = f"{model.name}/"
+        return path[len(prefix):] if path.startswith(prefix) else path
+
+    by_path = {relative(source, v.path): v for v in source.weights}
     skipped = []
     for v in target.weights:
-        s = by_path.get(v.path)
+        s = by_path.get(relative(target, v.path))
         if s is not None and tuple(s.shape) == tuple(v.shape):
             v.assign(s)
         else:
