@@ -32,11 +32,25 @@ def _quiet_tensorflow():
 
 # -- datasets -------------------------------------------------------------------------------------------
 
-def open_dataset(spec: str, split: str, images: int | None, image_size: int):
-    """Returns (unbatched tf.data of (image, targets), class_names, make_coco_gt or None) for a dataset spec.
+def _flip_map_from_names(names):
+    """The keypoint permutation of a horizontal flip, swapping names that differ only by left/right."""
+    def mirrored(name):
+        for a, b in (("left", "right"), ("right", "left"), ("Left", "Right"), ("Right", "Left")):
+            if a in name:
+                return name.replace(a, b)
+        return name
+
+    return [names.index(mirrored(n)) if mirrored(n) in names else i for i, n in enumerate(names)]
+
+
+def open_dataset(spec: str, split: str, images: int | None, image_size: int, with_masks=False, with_keypoints=False):
+    """Returns (unbatched tf.data of (image, targets), class_names, make_coco_gt or None, extras) for a dataset spec.
 
     `make_coco_gt()` builds the COCO ground-truth dict of the embedded dataset (masks and all) when
-    called; other datasets give None (their ground truth comes from the collected targets).
+    called; other datasets give None (their ground truth comes from the collected targets). `extras` holds
+    "keypoints" (`{class name: keypoint names}`, empty without keypoints) and "keypoint_flip_map". With
+    `with_masks` / `with_keypoints` the targets carry "masks" / "keypoints" (a dataset without them: exit
+    with a message).
     """
     import functools
 
@@ -48,23 +62,34 @@ def open_dataset(spec: str, split: str, images: int | None, image_size: int):
         if split not in synthetic.SPLIT_SEEDS:
             raise SystemExit(f"kerasdet: unknown synthetic split {split!r}; use one of {sorted(synthetic.SPLIT_SEEDS)}")
         n = images or 500
-        ds = synthetic.dataset(split, n, image_size, with_masks=False, with_keypoints=False)
-        return ds, list(synthetic.class_names()), functools.partial(synthetic.as_coco, split, n, image_size)
+        ds = synthetic.dataset(split, n, image_size, with_masks=with_masks, with_keypoints=with_keypoints)
+        extras = {"keypoints": synthetic.keypoint_names() if with_keypoints else {},
+                  "keypoint_flip_map": synthetic.keypoint_flip_map() if with_keypoints else None}
+        return ds, list(synthetic.class_names()), functools.partial(synthetic.as_coco, split, n, image_size), extras
+    extras = {"keypoints": {}, "keypoint_flip_map": None}
     if kind == "coco":
         ann, _, root = rest.partition(":")
-        reader = CocoDataset(ann, root or str(pathlib.Path(ann).parent), with_masks=False, with_keypoints=False)
-    elif kind == "voc":
-        root, _, vsplit = rest.partition(":")
-        reader = VocDataset(root, split=vsplit or "trainval")
-    elif kind == "yolo":
-        root, _, ysplit = rest.partition(":")
-        reader = YoloTxtDataset(root, split=ysplit or None)
+        reader = CocoDataset(ann, root or str(pathlib.Path(ann).parent), with_masks=with_masks or False,
+                             with_keypoints=with_keypoints or False)
+        if with_keypoints:
+            named = {c["name"]: list(c["keypoints"]) for c in reader.categories if c.get("keypoints")}
+            extras["keypoints"] = named
+            if named:
+                extras["keypoint_flip_map"] = _flip_map_from_names(next(iter(named.values())))
+    elif kind in ("voc", "yolo"):
+        if with_masks:
+            raise SystemExit(f"kerasdet: {spec!r} has no instance masks ({kind} datasets hold boxes only), and this "
+                             "model's mask head trains on masks: use a COCO json with segmentations or the embedded "
+                             "dataset, or a box-only architecture")
+        root, _, sub_split = rest.partition(":")
+        reader = (VocDataset(root, split=sub_split or "trainval") if kind == "voc"
+                  else YoloTxtDataset(root, split=sub_split or None))
     else:
         raise SystemExit(f"kerasdet: unknown dataset {spec!r}; use synthetic, coco:PATH, voc:PATH or yolo:PATH")
     ds = reader.dataset()
     if images:
         ds = ds.take(images)
-    return ds, list(reader.class_names), None
+    return ds, list(reader.class_names), None, extras
 
 
 # -- models ---------------------------------------------------------------------------------------------
@@ -84,15 +109,16 @@ def load_model(spec: str, num_classes=None):
     return registry.build(meta, num_classes=num_classes, weights=folder / meta["weights"], what=f"run {folder}"), meta
 
 
-def build_model(arch, num_classes, class_names):
-    """A fresh model of a table architecture (`kerasdet.models.families`)."""
+def build_model(arch, num_classes, class_names, keypoints=None):
+    """A fresh model of a table architecture (`kerasdet.models.families`); `keypoints` is the dataset's
+    `{class name: keypoint names}` (for families with a keypoint head)."""
     from kerasdet.models import families
 
     try:
         row = families.family_of_arch(arch)
     except ValueError as err:
         raise SystemExit(f"kerasdet: --arch: {err}") from None
-    return row.archs[arch](num_classes, class_names)
+    return row.archs[arch](num_classes, class_names, keypoints=keypoints)
 
 
 def _recipe_of(args):
@@ -181,13 +207,13 @@ def _resume_state(args):
     return resumed, checkpoint, epoch, float(seconds)
 
 
-def _rebuild_for_resume(args, num_classes, class_names):
+def _rebuild_for_resume(args, num_classes, class_names, keypoints=None):
     """The interrupted run's model, built before its checkpoint is loaded."""
     if args.init_from:
         model, _ = load_model(args.init_from, num_classes=num_classes)
         model.class_names = class_names
         return model
-    model = build_model(args.arch, num_classes, class_names)
+    model = build_model(args.arch, num_classes, class_names, keypoints)
     return model.build_for_size(args.image_size)
 
 
@@ -292,11 +318,18 @@ def cmd_train(args):
     if resume_from is None:
         (out / "command.json").write_text(json.dumps({"command": args.command_line, "argv": args.argv}, indent=1))
     keras.utils.set_random_seed(args.seed + initial_epoch)
-    ds, class_names, _ = open_dataset(args.dataset, "train", args.train_images, args.image_size)
+    recipe = _recipe_of(args)
+    with_masks = "masks" in recipe.needs
+    ds, class_names, _, extras = open_dataset(args.dataset, "train", args.train_images, args.image_size,
+                                              with_masks=with_masks, with_keypoints=with_masks)
     ds = ds.cache()
     count = sum(1 for _ in ds)
-    print(f"[train] {count} training images from {args.dataset} at {args.image_size}px, {len(class_names)} classes", flush=True)
-    recipe = _recipe_of(args)
+    if count == 0:
+        raise SystemExit(f"kerasdet train: --dataset {args.dataset} holds no images")
+    held = " with masks" if with_masks else ""
+    held += f" and keypoints of {sorted(extras['keypoints'])}" if extras["keypoints"] else ""
+    print(f"[train] {count} training images{held} from {args.dataset} at {args.image_size}px, "
+          f"{len(class_names)} classes", flush=True)
     if args.lr is None:
         args.lr = recipe.learning_rate
     if args.warmup is None:
@@ -306,7 +339,8 @@ def cmd_train(args):
         scale_range = (recipe.scale_range[0] if args.scale_min is None else args.scale_min,
                        recipe.scale_range[1] if args.scale_max is None else args.scale_max)
     # a resumed run reseeds its shuffle and augmentation with the epoch it starts at (not epoch 1's order again)
-    augmenter = recipe.augmenter(args.image_size, scale_range, seed=args.seed + initial_epoch)
+    augmenter = recipe.augmenter(args.image_size, scale_range, seed=args.seed + initial_epoch,
+                                 keypoint_flip_map=extras["keypoint_flip_map"])
     train = prepare(ds, args.batch_size, args.image_size, augmenter=augmenter, shuffle_buffer=min(count, 2048),
                     drop_remainder=True, seed=args.seed + initial_epoch, max_boxes=args.max_boxes)
     steps = max(count // args.batch_size, 1) * args.epochs
@@ -315,9 +349,9 @@ def cmd_train(args):
         model, _ = load_model(args.init_from, num_classes=len(class_names))
         model.class_names = class_names
     elif resume_from is not None:
-        model = _rebuild_for_resume(args, len(class_names), class_names)
+        model = _rebuild_for_resume(args, len(class_names), class_names, extras["keypoints"])
     else:
-        model = build_model(args.arch, len(class_names), class_names)
+        model = build_model(args.arch, len(class_names), class_names, extras["keypoints"])
         model.build_for_size(args.image_size)
         if args.backbone_from:
             source, _ = load_model(args.backbone_from)
@@ -373,10 +407,14 @@ def cmd_train(args):
 
 
 def _collect(model, ds, batch_size, image_size, progress_label):
-    """Runs the model over a dataset: per-image targets (numpy), detections (numpy) and images (uint8)."""
+    """Runs the model over a dataset: per-image targets (numpy), detections (numpy) and images (uint8).
+
+    Detections hold "boxes", "scores", "labels", and where the model has them "masks" (compressed RLE of the
+    pasted mask binarised at 0.5, one dict per detection, so that memory stays small) and "keypoints"."""
     import numpy as np
 
     from kerasdet.data import prepare
+    from kerasdet.metrics import _rle
 
     batches = prepare(ds, batch_size, image_size)
     images, targets, detections = [], [], []
@@ -387,9 +425,14 @@ def _collect(model, ds, batch_size, image_size, progress_label):
         n = int(x.shape[0])
         for i in range(n):
             k = int(out["num_detections"][i])
-            detections.append({key: np.asarray(out[key][i][:k]) for key in ("boxes", "scores", "labels")})
+            d = {key: np.asarray(out[key][i][:k]) for key in ("boxes", "scores", "labels")}
+            if "masks" in out:
+                d["masks"] = _rle.encode(np.asarray(out["masks"][i][:k]) >= 0.5) if k else []
+            if "keypoints" in out:
+                d["keypoints"] = np.asarray(out["keypoints"][i][:k])
+            detections.append(d)
             valid = np.asarray(y["labels"][i]) >= 0
-            targets.append({"boxes": np.asarray(y["boxes"][i])[valid], "labels": np.asarray(y["labels"][i])[valid]})
+            targets.append({key: np.asarray(value[i])[valid] for key, value in y.items()})
             images.append(np.clip(np.asarray(x[i]), 0, 255).astype(np.uint8))
         seen += n
         rate = seen / max(time.time() - start, 1e-9)
@@ -402,40 +445,82 @@ def _collect(model, ds, batch_size, image_size, progress_label):
     return images, targets, detections
 
 
-def _coco_from_targets(targets, image_size, class_names):
-    """A COCO ground-truth dict (ids 1..N, area = box area) for targets without one."""
+def _categories(class_names, keypoints=None):
+    """COCO categories (id = label + 1), with keypoint names (and the embedded dataset's OKS sigmas) where known."""
+    from kerasdet.data import synthetic
+
+    known = {c["name"]: c for c in synthetic.categories()}
+    cats = []
+    for c, name in enumerate(class_names):
+        cat = {"id": c + 1, "name": name}
+        if keypoints and name in keypoints:
+            cat["keypoints"] = list(keypoints[name])
+            if name in known and known[name].get("keypoints") == cat["keypoints"]:
+                cat["kpt_oks_sigmas"] = known[name]["kpt_oks_sigmas"]
+        cats.append(cat)
+    return cats
+
+
+def _coco_from_targets(targets, image_size, class_names, keypoints=None):
+    """A COCO ground-truth dict (ids 1..N; area = mask area where masks exist, else box area) for targets without
+    one; with masks and keypoints when the targets hold them."""
+    from kerasdet.data.coco import _annotation
+
+    cats = _categories(class_names, keypoints)
     anns = []
     for i, t in enumerate(targets):
-        for b, l in zip(t["boxes"], t["labels"]):
-            w, h = float(b[2] - b[0]), float(b[3] - b[1])
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(l) + 1, "iscrowd": 0,
-                         "bbox": [float(b[0]), float(b[1]), w, h], "area": w * h})
+        for j in range(len(t["labels"])):
+            anns.append(_annotation(t, j, i + 1, len(anns) + 1, cats[int(t["labels"][j])]))
     return {"images": [{"id": i + 1, "height": image_size, "width": image_size} for i in range(len(targets))],
-            "annotations": anns,
-            "categories": [{"id": c + 1, "name": n} for c, n in enumerate(class_names)]}
+            "annotations": anns, "categories": cats}
 
 
-def _coco_results(detections):
+def _coco_results(detections, kind="bbox"):
+    """COCO result dicts of `kind` "bbox", "segm" or "keypoints"."""
     results = []
     for i, d in enumerate(detections):
-        for b, s, l in zip(d["boxes"], d["scores"], d["labels"]):
-            results.append({"image_id": i + 1, "category_id": int(l) + 1, "score": float(s),
-                            "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]})
+        for j, (b, s, l) in enumerate(zip(d["boxes"], d["scores"], d["labels"])):
+            r = {"image_id": i + 1, "category_id": int(l) + 1, "score": float(s),
+                 "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]}
+            if kind == "segm":
+                r["segmentation"] = d["masks"][j]
+            elif kind == "keypoints":
+                r["keypoints"] = [float(v) for v in d["keypoints"][j].reshape(-1)]
+            results.append(r)
     return results
 
 
-def _evaluate(model, dataset_spec, images, image_size, batch_size, split, progress_label):
-    """Runs and scores `model` on a dataset: (metrics dict, coco stats, voc stats, images, detections)."""
-    from kerasdet.metrics import coco_evaluate, voc_evaluate
+#: the card keys of the tables beyond the box metrics, and the COCO iou_type each is measured with
+EXTRA_TABLES = {"segm_metrics": ("masks", "segm"), "keypoint_metrics": ("keypoints", "keypoints")}
 
-    ds, class_names, make_gt = open_dataset(dataset_spec, split, images, image_size)
+
+def _evaluate(model, dataset_spec, images, image_size, batch_size, split, progress_label):
+    """Runs and scores `model` on a dataset: (metrics, coco stats, voc stats, images, detections, tables), where
+    `tables` holds the instance-segmentation and keypoint metrics of a model that outputs masks / keypoints."""
+    from kerasdet.metrics import coco_evaluate, voc_evaluate
+    from kerasdet.metrics.coco import KEYPOINT_STATS
+
+    keys = tuple(getattr(model, "output_keys", ()))
+    with_masks, with_keypoints = "masks" in keys, "keypoints" in keys
+    ds, class_names, make_gt, extras = open_dataset(dataset_spec, split, images, image_size, with_masks=with_masks,
+                                                    with_keypoints=with_keypoints)
     images, targets, detections = _collect(model, ds, batch_size, image_size, progress_label)
-    gt = make_gt() if make_gt is not None else _coco_from_targets(targets, image_size, class_names)
+    gt = (make_gt() if make_gt is not None
+          else _coco_from_targets(targets, image_size, class_names, extras["keypoints"]))
     coco = coco_evaluate(gt, _coco_results(detections), iou_type="bbox")
-    voc = voc_evaluate(targets, detections, iou_threshold=0.5, num_classes=len(class_names), class_names=class_names)
+    voc = voc_evaluate([{k: t[k] for k in ("boxes", "labels")} for t in targets],
+                       [{k: d[k] for k in ("boxes", "scores", "labels")} for d in detections],
+                       iou_threshold=0.5, num_classes=len(class_names), class_names=class_names)
     metrics = {k: round(float(coco[k]), 4) for k in METRIC_KEYS}
     metrics["VOC_mAP"] = round(float(voc["mAP"]), 4)
-    return metrics, coco, voc, images, detections
+    tables = {}
+    for table, (key, iou_type) in EXTRA_TABLES.items():
+        if key in keys:
+            stats = coco_evaluate(gt, _coco_results(detections, iou_type), iou_type=iou_type)
+            names = KEYPOINT_STATS if iou_type == "keypoints" else METRIC_KEYS
+            tables[table] = {k: round(float(stats[k]), 4) for k in names}
+            tables[table + "_stats"] = stats
+    return metrics, coco, voc, images, detections, tables
 
 
 def measure_speed(model, image_size, batch_size=8, rounds=7, warmup=2):
@@ -466,17 +551,30 @@ def measure_speed(model, image_size, batch_size=8, rounds=7, warmup=2):
 
 
 def evaluate_model(model, dataset_spec, images, image_size, batch_size=8, split="test"):
-    """COCO and VOC metrics of `model` on a dataset: (metrics dict, coco stats, voc stats)."""
-    return _evaluate(model, dataset_spec, images, image_size, batch_size, split, "evaluate")[:3]
+    """COCO and VOC metrics of `model` on a dataset: (box metrics dict, coco stats, voc stats, tables), where
+    `tables` maps "segm_metrics" / "keypoint_metrics" to their summary dicts for models with masks / keypoints
+    (and "<table>_stats" to the full `coco_evaluate` results)."""
+    metrics, coco, voc, _, _, tables = _evaluate(model, dataset_spec, images, image_size, batch_size, split, "evaluate")
+    return metrics, coco, voc, tables
 
 
 def _save_annotated(path, image, detections, names, min_score, scale):
-    """Draws the detections scoring at least `min_score` on `image` and writes a PNG."""
+    """Draws the detections scoring at least `min_score` (boxes, and masks / keypoints where the model has them)
+    on `image` and writes a PNG."""
+    import numpy as np
+
     from kerasdet import visualize
+    from kerasdet.metrics import _rle
 
     keep = detections["scores"] >= min_score
+    masks = detections.get("masks")
+    if masks is not None:
+        masks = (_rle.decode([m for m, k in zip(masks, keep) if k]) if keep.any()
+                 else np.zeros((0,) + image.shape[:2], np.uint8))
+    keypoints = detections.get("keypoints")
     drawn = visualize.draw_detections(image, detections["boxes"][keep], detections["labels"][keep],
-                                      detections["scores"][keep], names, scale=scale, thickness=2)
+                                      detections["scores"][keep], names, scale=scale, thickness=2, masks=masks,
+                                      keypoints=None if keypoints is None else keypoints[keep])
     visualize.save_png(path, drawn)
 
 
@@ -486,19 +584,28 @@ def cmd_evaluate(args):
 
     model, meta = load_model(args.model)
     size = args.image_size or meta["image_size"]
-    metrics, coco, voc = evaluate_model(model, args.dataset, args.images, size, args.batch_size)
+    metrics, coco, voc, tables = evaluate_model(model, args.dataset, args.images, size, args.batch_size)
+    print("bbox:")
     print(format_summary(coco))
     print(f"  VOC mAP@0.5 (all-point) = {voc['mAP']:.3f}")
+    for table, (_, iou_type) in EXTRA_TABLES.items():
+        if table in tables:
+            print(f"{iou_type}:")
+            print(format_summary(tables[table + "_stats"]))
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = args.command_line
-    (out / "metrics.json").write_text(json.dumps({"metrics": metrics, "command": command}, indent=1))
+    summary = {"metrics": metrics, **{t: tables[t] for t in EXTRA_TABLES if t in tables}, "command": command}
+    (out / "metrics.json").write_text(json.dumps(summary, indent=1))
     plot_precision_recall(coco, out / "pr_curve.png")
     print(f"[evaluate] wrote {out / 'metrics.json'} and {out / 'pr_curve.png'}")
     if args.write_card:
         card_path = pathlib.Path(args.write_card)
         card = json.loads(card_path.read_text()) if card_path.exists() else dict(meta)
         card["metrics"] = metrics
+        for table in EXTRA_TABLES:
+            if table in tables:
+                card[table] = tables[table]
         card["eval_command"] = command
         card["eval_dataset"] = {"name": args.dataset, "images": args.images, "image_size": size}
         card["speed"] = measure_speed(model, size, args.batch_size)
@@ -522,24 +629,36 @@ def cmd_predict(args):
     records = []
     if args.files:
         from kerasdet.data._io import read_image
+        from kerasdet.metrics import _rle
 
         for path in args.files:
             image = np.asarray(to_rgb(tf.convert_to_tensor(read_image(path))))
             det = model.predict_on_batch(image[None].astype("float32"))
             k = int(det["num_detections"][0])
             d = {key: np.asarray(det[key][0][:k]) for key in ("boxes", "scores", "labels")}
+            if "masks" in det:
+                d["masks"] = _rle.encode(np.asarray(det["masks"][0][:k]) >= 0.5) if k else []
+            if "keypoints" in det:
+                d["keypoints"] = np.asarray(det["keypoints"][0][:k])
             records.append((pathlib.Path(path).stem, image, d))
     else:
         size = args.image_size or meta["image_size"]
-        ds, _, _ = open_dataset(args.dataset, "val", args.images, size)
+        ds, _, _, _ = open_dataset(args.dataset, "val", args.images, size)
         images, _, detections = _collect(model, ds, args.batch_size, size, "predict")
         records = [(f"image_{i:04d}", im, d) for i, (im, d) in enumerate(zip(images, detections))]
     summary = []
     for stem, image, d in records:
         _save_annotated(out / f"{stem}.png", image, d, names, args.min_score, scale=2 if max(image.shape[:2]) <= 400 else 1)
-        summary.append({"image": stem, "detections": [
-            {"box_xyxy": [round(float(v), 2) for v in b], "score": round(float(s), 4), "label": int(l), "name": names[int(l)]}
-            for b, s, l in zip(d["boxes"], d["scores"], d["labels"])]})
+        rows = []
+        for j, (b, s, l) in enumerate(zip(d["boxes"], d["scores"], d["labels"])):
+            row = {"box_xyxy": [round(float(v), 2) for v in b], "score": round(float(s), 4), "label": int(l),
+                   "name": names[int(l)]}
+            if "masks" in d:
+                row["mask_rle"] = d["masks"][j]  # COCO compressed RLE of the mask at 0.5
+            if "keypoints" in d:
+                row["keypoints_xys"] = [[round(float(v), 2) for v in kp] for kp in d["keypoints"][j]]
+            rows.append(row)
+        summary.append({"image": stem, "detections": rows})
     (out / "detections.json").write_text(json.dumps(summary, indent=1))
     print(f"[predict] {len(records)} annotated images (score >= {args.min_score}) and detections.json in {out}")
     return 0
@@ -608,10 +727,15 @@ def cmd_demo(args):
     size = meta["image_size"]
     names = meta["class_names"]
     print(f"[demo] {args.model}: {meta['family']} trained by `{meta['train_command']}`")
-    _, coco, voc, images, detections = _evaluate(model, "synthetic:val", args.images, size, args.batch_size, "val", "demo")
+    _, coco, voc, images, detections, tables = _evaluate(model, "synthetic:val", args.images, size, args.batch_size,
+                                                         "val", "demo")
     print(f"[demo] COCO metrics on {len(images)} validation images of the embedded dataset (kerasdet.metrics):")
     print(format_summary(coco))
     print(f"  VOC mAP@0.5 = {voc['mAP']:.3f}")
+    for table, (_, iou_type) in EXTRA_TABLES.items():
+        if table in tables:
+            print(f"[demo] {iou_type} metrics:")
+            print(format_summary(tables[table + "_stats"]))
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for i in range(min(args.annotate, len(images))):

@@ -164,3 +164,26 @@ def test_alternating_training_runs_to_the_end_and_detects(tmp_path):
     metrics, _, _ = cli.evaluate_model(model, "synthetic:val", 100, 256)
     print(f"[alternating] AP {metrics['AP']:.3f} AP50 {metrics['AP50']:.3f} on 100 validation images")
     assert metrics["AP50"] > 0.3, metrics
+
+
+def test_mask_rcnn_run_evaluates_boxes_masks_and_keypoints(tmp_path):
+    """A Mask R-CNN run trains on the embedded dataset's masks and star tips; `evaluate` reports the bbox, segm
+    and keypoint tables (and writes them into a card), `predict` draws masks and writes their RLE."""
+    run = tmp_path / "mask"
+    assert cli.main(["train", "--arch", "mask-rcnn-compact", "--dataset", "synthetic", "--train-images", "8",
+                     "--epochs", "1", "--batch-size", "4", "--image-size", "128", "--warmup", "1",
+                     "--out", str(run)]) == 0
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["family"] == "mask_rcnn" and meta["config"]["num_keypoints"] == 5
+    card = tmp_path / "card.json"
+    assert cli.main(["evaluate", "--model", str(run), "--images", "4", "--out", str(tmp_path / "eval"),
+                     "--write-card", str(card)]) == 0
+    summary = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert set(summary) >= {"metrics", "segm_metrics", "keypoint_metrics"}
+    assert set(cli.METRIC_KEYS) <= set(summary["segm_metrics"]) and "AR50" in summary["keypoint_metrics"]
+    written = json.loads(card.read_text())
+    assert written["segm_metrics"] == summary["segm_metrics"] and written["keypoint_metrics"] == summary["keypoint_metrics"]
+    assert cli.main(["predict", "--model", str(run), "--images", "1", "--min-score", "0.0",
+                     "--out", str(tmp_path / "pred")]) == 0
+    dets = json.loads((tmp_path / "pred" / "detections.json").read_text())[0]["detections"]
+    assert dets and all(set(d["mask_rle"]) == {"size", "counts"} and len(d["keypoints_xys"]) == 5 for d in dets)

@@ -49,6 +49,9 @@ KEYPOINT_NAMES = ("tip_1", "tip_2", "tip_3", "tip_4", "tip_5")
 # topmost tip and reverses the direction, so flipped keypoint k comes from keypoint FLIP_MAP[k].
 KEYPOINT_FLIP_MAP = (0, 4, 3, 2, 1)
 KEYPOINT_SKELETON = ((1, 2), (2, 3), (3, 4), (4, 5), (5, 1))  # 1-based, as in COCO
+# OKS sigma of each tip, fixed here so that keypoint AP does not depend on who evaluates (COCO's
+# `kpt_oks_sigmas` field of the category, read by kerasdet.metrics.coco_evaluate)
+KEYPOINT_OKS_SIGMAS = (0.035,) * len(KEYPOINT_NAMES)
 
 SPLIT_SEEDS = {"train": 1001, "val": 2002, "test": 3003}
 
@@ -102,7 +105,8 @@ def keypoint_flip_map():
 
 
 def categories():
-    """Returns the COCO ``categories`` list (ids 1..10, supercategory = parent node)."""
+    """Returns the COCO ``categories`` list (ids 1..10, supercategory = parent node; the star's keypoint
+    names, skeleton and OKS sigmas)."""
     names, parents = hierarchy()
     result = []
     for label, name in enumerate(CLASS_NAMES):
@@ -111,6 +115,7 @@ def categories():
         if name == KEYPOINT_CLASS:
             category["keypoints"] = list(KEYPOINT_NAMES)
             category["skeleton"] = [list(edge) for edge in KEYPOINT_SKELETON]
+            category["kpt_oks_sigmas"] = list(KEYPOINT_OKS_SIGMAS)
         result.append(category)
     return result
 

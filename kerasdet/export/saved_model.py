@@ -27,7 +27,7 @@ def _decode_batch(encoded):
     return tf.cond(tf.size(encoded) > 0, decode_all, lambda: tf.zeros([0, 0, 0, 3], tf.uint8))
 
 
-def saved_model(model, path, overwrite: bool = False) -> pathlib.Path:
+def saved_model(model, path, overwrite: bool = False, mask_threshold=None) -> pathlib.Path:
     """Writes `model` as a SavedModel with two signatures for TF Serving.
 
     - `serving_default`: `images` uint8 `[None, None, None, 3]` (any batch size, any image size the
@@ -44,6 +44,8 @@ def saved_model(model, path, overwrite: bool = False) -> pathlib.Path:
         model: a built `kerasdet.models.Detector`.
         path: output folder (e.g. "serving/1" for TF Serving's version layout).
         overwrite: replace an existing non-empty folder.
+        mask_threshold: for models with pasted `masks` (Mask R-CNN): None serves float32 probabilities in
+            0..1; a threshold in (0, 1) serves uint8 binary masks (4x smaller responses).
 
     Returns:
         The folder written.
@@ -65,6 +67,18 @@ def saved_model(model, path, overwrite: bool = False) -> pathlib.Path:
         raise FileExistsError(f"`path` {path} exists and is not empty; pass overwrite=True to replace it")
 
     keys = tuple(getattr(model, "output_keys", OUTPUT_KEYS))
+    if mask_threshold is not None:
+        if "masks" not in keys or getattr(model, "mask_output", None) != "pasted":
+            raise ValueError("`mask_threshold` applies to models that output masks pasted into the image "
+                             f"(Mask R-CNN with mask_output='pasted'); this {type(model).__name__} outputs {keys}")
+        if not 0.0 < float(mask_threshold) < 1.0:
+            raise ValueError(f"`mask_threshold` must be in (0, 1); got {mask_threshold!r}")
+        saved_threshold = model.mask_threshold
+        model.mask_threshold = float(mask_threshold)
+        try:
+            return saved_model(model, path, overwrite=overwrite)
+        finally:
+            model.mask_threshold = saved_threshold
     image_spec = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
     bytes_spec = tf.TensorSpec([None], tf.string, name="images")
     archive = keras.export.ExportArchive()

@@ -2,6 +2,7 @@
 
 from kerasdet.models.detector import Detector
 from kerasdet.models.faster_rcnn import FasterRCNN
+from kerasdet.models.mask_rcnn import MaskRCNN
 from kerasdet.models.retinanet import RetinaNet
 
-__all__ = ["Detector", "FasterRCNN", "RetinaNet"]
+__all__ = ["Detector", "FasterRCNN", "MaskRCNN", "RetinaNet"]

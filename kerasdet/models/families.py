@@ -22,8 +22,10 @@ class TrainingRecipe:
         weight_decay: AdamW weight decay.
         clipnorm: global gradient-norm clip.
         scale_range: the random scale jitter of the default augmenter.
-        make_augmenter: `(image_size, scale_range, seed) -> callable (image, targets) -> (image, targets)`,
-            or None for the default `DetectionAugmenter` (flip, scale jitter, colour).
+        make_augmenter: `(image_size, scale_range, seed, keypoint_flip_map) -> callable (image, targets) ->
+            (image, targets)`, or None for the default `DetectionAugmenter` (flip, scale jitter, colour).
+        needs: target keys beyond boxes and labels that the family trains on (e.g. "masks"): the CLI loads
+            them and refuses a dataset without them.
     """
 
     learning_rate: float = 1e-3
@@ -32,21 +34,25 @@ class TrainingRecipe:
     clipnorm: float = 10.0
     scale_range: tuple = (0.75, 1.25)
     make_augmenter: Callable | None = None
+    needs: tuple = ()
 
-    def augmenter(self, image_size, scale_range=None, seed=None):
-        """The training augmenter for images of `image_size`."""
+    def augmenter(self, image_size, scale_range=None, seed=None, keypoint_flip_map=None):
+        """The training augmenter for images of `image_size` (`keypoint_flip_map`: the dataset's keypoint
+        permutation under a horizontal flip, for data with keypoints)."""
         scale_range = tuple(scale_range or self.scale_range)
         if self.make_augmenter is not None:
-            return self.make_augmenter(image_size, scale_range, seed)
+            return self.make_augmenter(image_size, scale_range, seed, keypoint_flip_map)
         from kerasdet.data import DetectionAugmenter
 
-        return DetectionAugmenter(flip=True, scale_range=scale_range, output_size=image_size, color=True, seed=seed)
+        return DetectionAugmenter(flip=True, scale_range=scale_range, output_size=image_size, color=True, seed=seed,
+                                  keypoint_flip_map=keypoint_flip_map)
 
 
 @dataclasses.dataclass(frozen=True)
 class Family:
     """One row of the table: `class_path` ("module:Class", imported on use), `archs` (name -> builder
-    `(num_classes, class_names) -> Detector`) and the training `recipe`."""
+    `(num_classes, class_names, keypoints=None) -> Detector`, where `keypoints` is the dataset's
+    `{class name: keypoint names}`, read by the families that have a keypoint head) and the training `recipe`."""
 
     name: str
     class_path: str
@@ -60,7 +66,7 @@ class Family:
 
 
 def _retinanet(method, *args, **kwargs):
-    def build(num_classes, class_names):
+    def build(num_classes, class_names, keypoints=None):
         from kerasdet.models.retinanet import RetinaNet
 
         extra = dict(kwargs)
@@ -74,10 +80,35 @@ def _retinanet(method, *args, **kwargs):
 
 
 def _faster_rcnn(method, *args, **kwargs):
-    def build(num_classes, class_names):
+    def build(num_classes, class_names, keypoints=None):
         from kerasdet.models.faster_rcnn import FasterRCNN
 
         return getattr(FasterRCNN, method)(*args, num_classes=num_classes, class_names=class_names, **kwargs)
+
+    return build
+
+
+def _mask_rcnn(method, *args, single_map_pooler=None, **kwargs):
+    """Mask R-CNN builders: a keypoint head when the dataset has keypoints (on the classes that carry them).
+    `single_map_pooler` ("roi_align" / "roi_pool") pools boxes and masks from P4 alone with that pooler (the
+    RoIAlign-against-RoIPool comparison of the paper's Table 2c)."""
+
+    def build(num_classes, class_names, keypoints=None):
+        from kerasdet.layers import RoIAlign, RoIPool
+        from kerasdet.models.mask_rcnn import MaskRCNN
+
+        extra = dict(kwargs)
+        if keypoints:
+            counts = {len(v) for v in keypoints.values()}
+            if len(counts) != 1:
+                raise ValueError(f"the keypoint head needs one keypoint count for every class; the dataset has {keypoints}")
+            extra.update(num_keypoints=counts.pop(), keypoint_classes=[class_names.index(c) for c in keypoints])
+        if single_map_pooler is not None:
+            make = RoIAlign if single_map_pooler == "roi_align" else RoIPool
+            options = {"sampling_ratio": 2} if single_map_pooler == "roi_align" else {}
+            extra.update(roi_pooler=make(7, spatial_scale=1 / 16, name="roi_pooler", **options), roi_features="P4",
+                         mask_pooler=make(14, spatial_scale=1 / 16, name="mask_pooler", **options))
+        return getattr(MaskRCNN, method)(*args, num_classes=num_classes, class_names=class_names, **extra)
 
     return build
 
@@ -100,6 +131,17 @@ FAMILIES = {
             "faster-rcnn-resnet50-fpn": _faster_rcnn("paper_config", "resnet50_fpn"),
         },
         recipe=TrainingRecipe(learning_rate=1e-3, warmup_steps=300),
+    ),
+    "mask_rcnn": Family(
+        name="mask_rcnn",
+        class_path="kerasdet.models.mask_rcnn.mask_rcnn:MaskRCNN",
+        archs={
+            "mask-rcnn-compact": _mask_rcnn("compact"),
+            "mask-rcnn-compact-p4-roialign": _mask_rcnn("compact", single_map_pooler="roi_align"),
+            "mask-rcnn-compact-p4-roipool": _mask_rcnn("compact", single_map_pooler="roi_pool"),
+            "mask-rcnn-resnet50-fpn": _mask_rcnn("paper_config", "resnet50_fpn"),
+        },
+        recipe=TrainingRecipe(learning_rate=1e-3, warmup_steps=300, needs=("masks",)),
     ),
 }
 
@@ -125,8 +167,9 @@ def family_of_arch(arch: str) -> Family:
 
 
 def family_of_model(model) -> str:
-    """The table's name for a model instance (its class, or a subclass of a registered class)."""
-    for f in FAMILIES.values():
-        if isinstance(model, f.model_class):
-            return f.name
+    """The table's name for a model instance: its class's row, else the row of its nearest registered base class."""
+    for cls in type(model).__mro__:
+        for f in FAMILIES.values():
+            if f.model_class is cls:
+                return f.name
     raise ValueError(f"{type(model).__name__} is not a registered family; known: {sorted(FAMILIES)}")
