@@ -669,7 +669,10 @@ def cmd_export(args):
     from kerasdet.export import saved_model
 
     model, _ = load_model(args.model)
-    path = saved_model(model, args.out, overwrite=args.overwrite)
+    if args.mask_threshold is not None and "masks" not in model.output_keys:
+        raise SystemExit(f"kerasdet export: --mask-threshold applies to models with masks; {args.model} outputs "
+                         f"{', '.join(model.output_keys)}")
+    path = saved_model(model, args.out, overwrite=args.overwrite, mask_threshold=args.mask_threshold)
     print(f"[export] SavedModel with signatures serving_default and serving_bytes in {path}")
     return 0
 
@@ -807,6 +810,8 @@ def build_parser():
     x.add_argument("--model", required=True, help="zoo name or training run folder")
     x.add_argument("--out", required=True)
     x.add_argument("--overwrite", action="store_true")
+    x.add_argument("--mask-threshold", type=float, default=None,
+                   help="models with masks: serve uint8 binary masks at this threshold instead of float probabilities")
     x.set_defaults(fn=cmd_export)
 
     d = sub.add_parser("demo", help="the README's main job: zoo model on validation images, metrics, annotated PNGs")

@@ -1,10 +1,10 @@
 """Skeletons of the detector shapes still to come, built on the `Detector` base and `kerasdet.heads` to show
-the model layer fits them (issue "Two-stage core"); each family issue replaces its skeleton with the real family.
+the model layer fits them (issue "Two-stage core"); each family issue replaces its skeleton with the real family
+(Mask R-CNN's is now `kerasdet.models.MaskRCNN`, tested by tests/models/test_mask_rcnn.py).
 
 - `GridSkeleton` (YOLO v1): per-cell outputs, the responsible predictor per cell, no anchors;
 - `MultiboxSkeleton` (SSD): default boxes on two maps, best-match + IoU matching, hard negative mining 3:1;
 - `ExternalRoISkeleton` (Fast R-CNN): external `rois` as input, sampled against the targets in training;
-- `MaskSkeleton` (Mask R-CNN): a Faster R-CNN whose mask head runs on the boxes NMS keeps.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import tensorflow as tf
 
 from kerasdet.coders.delta_coder import DeltaCoder
 from kerasdet.heads import ProposalSampler, RoIBoxHead, assign_anchor_targets, conv_tower, per_level_outputs
-from kerasdet.layers import AnchorGenerator, BoxMatcher, HardNegativeMiner, RoIAlign, RoIPool
+from kerasdet.layers import AnchorGenerator, BoxMatcher, HardNegativeMiner, RoIPool
 from kerasdet.losses.smooth_l1 import SmoothL1Loss
 from kerasdet.models.detector import Detector
-from kerasdet.models.faster_rcnn import FasterRCNN
-from kerasdet.ops import iou, roi_align
+from kerasdet.ops import iou
 from kerasdet.ops.boxes import clip_boxes
 
 
@@ -183,55 +182,3 @@ class ExternalRoISkeleton(Detector):
 
     def decode_candidates(self, raw, images):
         return self.box_head.decode(raw, raw["rois"], tf.cast(tf.shape(images)[1:3], tf.float32))
-
-
-@keras.saving.register_keras_serializable(package="kerasdet_tests")
-class MaskSkeleton(FasterRCNN):
-    """Mask R-CNN's shape: a Faster R-CNN plus a mask head (RoIAlign 14x14 -> conv -> 2x deconvolution ->
-    per-class 28x28 sigmoid masks) trained on positive sampled RoIs and run on the boxes NMS keeps
-    (`refine_detections`), returning `masks` [B, N, 28, 28] (the RoI form)."""
-
-    extra_output_keys = ("masks",)
-
-    @property
-    def loss_terms(self):
-        return FasterRCNN.loss_terms + ("mask_loss",)
-
-    def __init__(self, num_classes, **kwargs):
-        super().__init__(num_classes=num_classes, **kwargs)
-        self.mask_pooler = RoIAlign(14, spatial_scale=1.0 / 8, name="mask_roi_align")
-        self.mask_head = keras.Sequential([
-            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-            keras.layers.Conv2DTranspose(16, 2, strides=2, activation="relu"),
-            keras.layers.Conv2D(num_classes, 1),
-        ], name="mask_head")
-
-    @classmethod
-    def small(cls, num_classes):
-        return cls.compact(num_classes, width=0.25)
-
-    def _masks(self, features, boxes):
-        pooled = self.mask_pooler(features["P3"], boxes)                       # [B, N, 14, 14, C]
-        shape = tf.shape(pooled)
-        logits = self.mask_head(tf.reshape(pooled, tf.concat([[-1], shape[2:]], 0)))
-        return tf.reshape(tf.cast(logits, tf.float32), [shape[0], shape[1], 28, 28, self.num_classes])
-
-    def detection_losses(self, images, targets, raw):
-        terms = super().detection_losses(images, targets, raw)
-        sampled = raw["sampled"]
-        logits = self._masks(raw["features"], sampled["rois"])                # [B, S, 28, 28, C]
-        own = tf.gather(tf.transpose(logits, [0, 1, 4, 2, 3]), tf.maximum(sampled["labels"], 0), batch_dims=2)
-        # ground truth: each positive RoI's matched object mask, cropped by RoIAlign to 28x28
-        masks = tf.transpose(tf.cast(targets["masks"], tf.float32), [0, 2, 3, 1])   # [B, H, W, M]
-        crops = roi_align(masks, tf.where((sampled["states"] >= 0)[..., None], sampled["rois"], -1.0), 28)
-        crops = tf.gather(tf.transpose(crops, [0, 1, 4, 2, 3]), tf.maximum(sampled["gt_indices"], 0), batch_dims=2)
-        positive = tf.cast(sampled["states"] == 1, tf.float32)
-        bce = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.round(crops), logits=own), [2, 3])
-        terms["mask_loss"] = tf.reduce_sum(bce * positive) / tf.maximum(tf.reduce_sum(positive), 1.0)
-        return terms
-
-    def refine_detections(self, detections, raw, inputs):
-        logits = self._masks(raw["features"], detections["boxes"])
-        own = tf.gather(tf.transpose(logits, [0, 1, 4, 2, 3]), tf.maximum(detections["labels"], 0), batch_dims=2)
-        masks = tf.where((detections["labels"] >= 0)[..., None, None], tf.sigmoid(own), 0.0)
-        return dict(detections, masks=masks)

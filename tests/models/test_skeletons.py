@@ -7,7 +7,7 @@ import pytest
 
 from kerasdet.data import prepare, synthetic
 from tests.models import harness
-from tests.models.skeletons import ExternalRoISkeleton, GridSkeleton, MaskSkeleton, MultiboxSkeleton
+from tests.models.skeletons import ExternalRoISkeleton, GridSkeleton, MultiboxSkeleton
 
 SIZE = 96
 
@@ -24,7 +24,6 @@ BUILDERS = {
     "grid_yolo": lambda: GridSkeleton(num_classes=3),
     "multibox_ssd": lambda: MultiboxSkeleton(num_classes=3),
     "external_rois_fast_rcnn": lambda: ExternalRoISkeleton(num_classes=3),
-    "mask_head_mask_rcnn": lambda: MaskSkeleton.small(num_classes=3),
 }
 
 
@@ -34,8 +33,7 @@ def test_skeleton_trains_two_steps_and_predicts(name):
     model = BUILDERS[name]()
     model.build_for_size(SIZE)
     x, y = batch_with_masks()
-    if name != "mask_head_mask_rcnn":
-        y = {k: v for k, v in y.items() if k in ("boxes", "labels")}
+    y = {k: v for k, v in y.items() if k in ("boxes", "labels")}
     inputs = x if not model.needs_rois else {"images": x, "rois": harness.default_rois(y, len(x))}
     model.compile(learning_rate=1e-3)
     before = [w.numpy().copy() for w in model.trainable_weights]
@@ -47,11 +45,6 @@ def test_skeleton_trains_two_steps_and_predicts(name):
     out = model.predict(inputs, verbose=0)
     assert sorted(out) == sorted(model.output_keys)
     assert out["boxes"].shape == (2, model.max_detections, 4)
-    if name == "mask_head_mask_rcnn":
-        assert out["masks"].shape == (2, model.max_detections, 28, 28)
-        assert 0.0 <= out["masks"].min() and out["masks"].max() <= 1.0
-        k = int(out["num_detections"][0])
-        assert k > 0 and np.all(out["masks"][0, k:] == 0)      # padding rows carry no mask
 
 
 def test_external_roi_skeleton_refuses_images_alone():
