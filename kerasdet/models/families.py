@@ -90,15 +90,15 @@ def _faster_rcnn(method, *args, **kwargs):
 
 def _mask_rcnn(method, *args, single_map_pooler=None, **kwargs):
     """Mask R-CNN builders: a keypoint head when the dataset has keypoints (on the classes that carry them).
-    `single_map_pooler` ("roi_align" / "roi_pool") pools boxes and masks from P4 alone with that pooler (the
-    RoIAlign-against-RoIPool comparison of the paper's Table 2c)."""
+    `single_map_pooler` ("roi_align" / "roi_pool") pools boxes and masks from P4 alone with that pooler, and
+    builds no keypoint head (the RoIAlign-against-RoIPool comparison of the paper's Table 2c, on masks)."""
 
     def build(num_classes, class_names, keypoints=None):
         from kerasdet.layers import RoIAlign, RoIPool
         from kerasdet.models.mask_rcnn import MaskRCNN
 
         extra = dict(kwargs)
-        if keypoints:
+        if keypoints and single_map_pooler is None:
             counts = {len(v) for v in keypoints.values()}
             if len(counts) != 1:
                 raise ValueError(f"the keypoint head needs one keypoint count for every class; the dataset has {keypoints}")
