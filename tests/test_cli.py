@@ -161,7 +161,7 @@ def test_alternating_training_runs_to_the_end_and_detects(tmp_path):
         assert (run / f"history_{step}.csv").read_text().count("\n") == 2
     model, _ = cli.load_model(str(run))
     assert all(v.trainable for v in model.weights if "moving" not in v.path)   # every part trains again after step 4
-    metrics, _, _ = cli.evaluate_model(model, "synthetic:val", 100, 256)
+    metrics, _, _, _ = cli.evaluate_model(model, "synthetic:val", 100, 256)
     print(f"[alternating] AP {metrics['AP']:.3f} AP50 {metrics['AP50']:.3f} on 100 validation images")
     assert metrics["AP50"] > 0.3, metrics
 
