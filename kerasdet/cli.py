@@ -68,10 +68,18 @@ def open_dataset(spec: str, split: str, images: int | None, image_size: int, wit
         return ds, list(synthetic.class_names()), functools.partial(synthetic.as_coco, split, n, image_size), extras
     extras = {"keypoints": {}, "keypoint_flip_map": None}
     if kind == "coco":
+        from kerasdet.data import DatasetError
+
         ann, _, root = rest.partition(":")
-        reader = CocoDataset(ann, root or str(pathlib.Path(ann).parent), with_masks=with_masks or False,
-                             with_keypoints=with_keypoints or False)
-        if with_keypoints:
+        try:
+            # masks are required when asked for (a mask head trains on them); keypoints are read where declared
+            reader = CocoDataset(ann, root or str(pathlib.Path(ann).parent), with_masks=with_masks or False,
+                                 with_keypoints=None if with_keypoints else False)
+        except DatasetError as err:
+            hint = (" (this model's mask head trains on masks: every annotation needs a `segmentation`)"
+                    if with_masks and "segmentation" in str(err) else "")
+            raise SystemExit(f"kerasdet: {err}{hint}") from None
+        if with_keypoints and reader.with_keypoints:
             named = {c["name"]: list(c["keypoints"]) for c in reader.categories if c.get("keypoints")}
             extras["keypoints"] = named
             if named:

@@ -201,3 +201,35 @@ def test_masks_survive_the_training_pipeline():
                 kp = y["keypoints"][i, j].numpy()
                 on = kp[:, 2] > 0
                 assert np.all(kp[on, 0] >= xs.min() - 2) and np.all(kp[on, 0] <= xs.max() + 3)
+
+
+def test_cli_reads_coco_polygon_and_rle_masks_for_training(tmp_path):
+    """COCO data with polygon and RLE segmentations gives the training pipeline of `kerasdet train` masks for every
+    object (letterboxed with the images); without segmentations the command stops with a message."""
+    import json
+
+    from kerasdet import cli
+    from kerasdet.data import write_coco
+
+    data = write_coco(synthetic.dataset("train", 4, 96, with_keypoints=False), tmp_path / "ann.json",
+                      [c["name"] for c in synthetic.categories()], image_dir=tmp_path / "images")
+    # a polygon for every second object (its box as a rectangle), RLE for the rest
+    for n, ann in enumerate(data["annotations"]):
+        if n % 2 == 0:
+            x, y, w, h = ann["bbox"]
+            ann["segmentation"] = [[x, y, x + w, y, x + w, y + h, x, y + h]]
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    spec = f"coco:{tmp_path / 'ann.json'}:{tmp_path / 'images'}"
+    ds, names, _, extras = cli.open_dataset(spec, "train", None, 128, with_masks=True, with_keypoints=True)
+    assert extras["keypoints"] == {} and len(names) == 10
+    x, y = next(iter(prepare(ds, 4, 128)))
+    masks, boxes, labels = y["masks"].numpy(), y["boxes"].numpy(), y["labels"].numpy()
+    assert masks.shape[2:] == (128, 128)
+    for i, j in zip(*np.nonzero(labels >= 0)):
+        ys, xs = np.nonzero(masks[i, j])
+        np.testing.assert_allclose([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], boxes[i, j], atol=2.0)
+    for ann in data["annotations"]:
+        ann.pop("segmentation")
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    with pytest.raises(SystemExit, match="segmentation"):
+        cli.open_dataset(spec, "train", None, 128, with_masks=True)
