@@ -71,11 +71,29 @@ class ImagePreprocessing(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
+    @property
+    def zero_value(self) -> tuple:
+        """The RGB pixel (0..255) this preprocessing maps to zero: the value to pad images with, so that padded
+        pixels look like the convolutions' own zero padding."""
+        if self.mode == "caffe":
+            return tuple(float(v) for v in _CAFFE_BGR_MEAN[::-1])
+        if self.mode == "torch":
+            return tuple(255.0 * v for v in _TORCH_MEAN)
+        return (127.5, 127.5, 127.5)
+
     def get_config(self):
         config = super().get_config()
         config.pop("dtype", None)
         config["mode"] = self.mode
         return config
+
+
+def zero_input_value(model) -> tuple:
+    """The RGB pixel that `model`'s first `ImagePreprocessing` layer maps to zero, or (0, 0, 0) when it has none."""
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, ImagePreprocessing):
+            return layer.zero_value
+    return (0.0, 0.0, 0.0)
 
 
 def check_levels(levels, allowed=tuple(LEVEL_STRIDES)) -> tuple:

@@ -11,20 +11,29 @@ import tensorflow as tf
 OUTPUT_KEYS = ("boxes", "scores", "labels", "num_detections")
 
 
-def _decode_batch(encoded):
-    """Decodes a batch of JPEG/PNG strings to uint8 `[B, H, W, 3]`, padding smaller images at the bottom/right."""
+def _decode_batch(encoded, pad_value=(0.0, 0.0, 0.0)):
+    """Decodes a batch of JPEG/PNG strings: (float32 `[B, H, W, 3]`, int32 sizes `[B, 2]`), smaller images padded at
+    the bottom/right with the RGB `pad_value` (the model's: the pixel its preprocessing maps to zero), so that an
+    image's detections do not depend on the other images of the request."""
+    value = tf.constant(pad_value, tf.float32)
 
     def decode(data):
-        return tf.io.decode_image(data, channels=3, expand_animations=False)
+        return tf.cast(tf.io.decode_image(data, channels=3, expand_animations=False), tf.float32) - value
+
+    def decode_one(data):
+        image = decode(data)
+        return tf.RaggedTensor.from_tensor(image, ragged_rank=1), tf.shape(image)[:2]
 
     def decode_all():
-        # each image decoded once into a ragged batch [B, (H), (W), 3]; to_tensor() pads with 0 at the end of each row and column
-        ragged = tf.map_fn(lambda data: tf.RaggedTensor.from_tensor(decode(data), ragged_rank=1), encoded,
-                           fn_output_signature=tf.RaggedTensorSpec([None, None, 3], tf.uint8, ragged_rank=1))
-        return ragged.to_tensor()
+        # each image decoded once into a ragged batch [B, (H), (W), 3]; to_tensor() pads with 0 at the end of each
+        # row and column, which is the pad value once it is added back
+        ragged, sizes = tf.map_fn(decode_one, encoded, fn_output_signature=(
+            tf.RaggedTensorSpec([None, None, 3], tf.float32, ragged_rank=1), tf.TensorSpec([2], tf.int32)))
+        return ragged.to_tensor() + value, sizes
 
     # map_fn cannot stack zero images of unknown size: an empty request gives an empty [0, 0, 0, 3] batch
-    return tf.cond(tf.size(encoded) > 0, decode_all, lambda: tf.zeros([0, 0, 0, 3], tf.uint8))
+    return tf.cond(tf.size(encoded) > 0, decode_all,
+                   lambda: (tf.zeros([0, 0, 0, 3], tf.float32), tf.zeros([0, 2], tf.int32)))
 
 
 def saved_model(model, path, overwrite: bool = False, mask_threshold=None) -> pathlib.Path:
@@ -36,7 +45,9 @@ def saved_model(model, path, overwrite: bool = False, mask_threshold=None) -> pa
       keypoints...), NMS inside the graph. Families that detect on external proposals
       (`model.needs_rois`) also take `rois` float32 `[None, None, 4]` (xyxy pixels, padding rows -1).
     - `serving_bytes`: `images` string `[None]` of encoded JPEG/PNG -> the same outputs; images of
-      different sizes in one request are padded at the bottom/right (boxes stay in each image's pixels).
+      different sizes in one request are padded at the bottom/right with the model's pad value, and each
+      image's boxes are clipped to its own size (masks come at the request's padded size: crop them to the
+      image).
 
     The export loads with `tf.saved_model.load(path)` in a process that never imports kerasdet.
 
@@ -92,16 +103,24 @@ def saved_model(model, path, overwrite: bool = False, mask_threshold=None) -> pa
             out = model.detect({"images": images, "rois": rois})
             return {k: out[k] for k in keys}
 
+        def detect_bytes_with_rois(encoded, rois):
+            images, sizes = _decode_batch(encoded, model.input_pad_value)
+            out = model.detect_padded({"images": images, "rois": rois}, sizes)
+            return {k: out[k] for k in keys}
+
         archive.add_endpoint(name="serving_default", fn=detect_with_rois, input_signature=[image_spec, rois_spec])
-        archive.add_endpoint(name="serving_bytes", fn=lambda images, rois: detect_with_rois(_decode_batch(images), rois),
-                             input_signature=[bytes_spec, rois_spec])
+        archive.add_endpoint(name="serving_bytes", fn=detect_bytes_with_rois, input_signature=[bytes_spec, rois_spec])
     else:
         def detect(images):
             out = model.detect(images)
             return {k: out[k] for k in keys}
 
+        def detect_bytes(encoded):
+            images, sizes = _decode_batch(encoded, model.input_pad_value)
+            out = model.detect_padded(images, sizes)
+            return {k: out[k] for k in keys}
+
         archive.add_endpoint(name="serving_default", fn=detect, input_signature=[image_spec])
-        archive.add_endpoint(name="serving_bytes", fn=lambda images: detect(_decode_batch(images)),
-                             input_signature=[bytes_spec])
+        archive.add_endpoint(name="serving_bytes", fn=detect_bytes, input_signature=[bytes_spec])
     archive.write_out(str(path), verbose=False)
     return path

@@ -19,7 +19,9 @@ def _check_images(images, name="images"):
     if rank is None:
         rank, shape = 4, [None, None, None, None]  # unknown rank (a relaxed trace): checked at run time
     if rank != 4 or (shape[-1] is not None and shape[-1] != 3):
-        hint = " (convert grayscale/RGBA with kerasdet.data.to_rgb)" if rank == 4 else ""
+        hint = (" (convert grayscale/RGBA with kerasdet.data.to_rgb)" if rank == 4 else
+                " (a batch is needed here: add the batch axis, e.g. images[None]; predict and detect also take one "
+                "[H, W, 3] image or a list of images)" if rank == 3 else "")
         raise ValueError(f"`{name}` must have shape [B, H, W, 3] (RGB, 0..255); got shape {tuple(shape)}{hint}")
     try:
         dtype = tf.as_dtype(images.dtype)
@@ -67,6 +69,30 @@ def _check_targets(y, batch=None):
         raise ValueError(f"training targets `y` hold {boxes.shape[0]} images but the images batch has {batch}")
 
 
+def _warn_if_unit_range(images):
+    """Warns once per call site when float images look like 0..1 (every kerasdet model takes 0..255)."""
+    import warnings
+
+    values = np.asarray(images)
+    if values.dtype.kind == "f" and values.size and np.nanmax(values) <= 1.0 and np.any(values != 0):
+        warnings.warn("the images are floats with a maximum of at most 1.0: kerasdet models take RGB pixel values "
+                      "0..255 (multiply by 255), and on 0..1 images they find almost nothing", UserWarning,
+                      stacklevel=3)
+
+
+def _image_list(inputs):
+    """The list of `[H, W, 3]` images of a list/tuple input, or None for other inputs."""
+    if not isinstance(inputs, (list, tuple)):
+        return None
+    images = list(inputs)
+    for i, image in enumerate(images):
+        shape = getattr(image, "shape", None)
+        if shape is None or len(shape) != 3:
+            raise ValueError(f"a list of images must hold [H, W, 3] arrays; `images[{i}]` has shape "
+                             f"{None if shape is None else tuple(shape)}")
+    return images
+
+
 def _result(metric):
     result = metric.result()
     return result if isinstance(result, dict) else {metric.name: result}
@@ -108,6 +134,22 @@ def split_inputs(inputs, needs_rois=False, takes_rois=None):
         if len(shape) != 3 or shape[-1] not in (None, 4):
             raise ValueError(f"`rois` must have shape [B, R, 4] (xyxy pixels, padding rows -1); got {shape}")
     return images, rois
+
+
+def pad_images(images, divisor, value=(0.0, 0.0, 0.0)):
+    """Pads `[B, H, W, 3]` images at the bottom and right to multiples of `divisor` with the RGB `value`
+    (float32 out). Boxes in the input's pixels stay valid in the padded image."""
+    images = tf.cast(images, tf.float32)
+    if divisor <= 1:
+        return images
+    hw = tf.shape(images)[1:3]
+    extra = (-hw) % divisor
+    value = tf.constant(value, tf.float32)
+    padded = tf.pad(images - value, [[0, 0], [0, extra[0]], [0, extra[1]], [0, 0]]) + value
+    height, width = images.shape[1], images.shape[2]
+    static = [images.shape[0], None if height is None else -(-height // divisor) * divisor,
+              None if width is None else -(-width // divisor) * divisor, images.shape[3]]
+    return tf.ensure_shape(padded, static)
 
 
 class StandardTargets(dict):
@@ -206,6 +248,21 @@ class Detector(keras.Model):
         return detections
 
     @property
+    def size_divisor(self) -> int:
+        """Images are padded (bottom/right, with `input_pad_value`) to multiples of this before the network sees
+        them, so that every stride-2 layer and pyramid level lines up at any input size; boxes are reported
+        in the input's pixels. Families with a feature pyramid return its largest stride."""
+        return 1
+
+    @property
+    def input_pad_value(self) -> tuple:
+        """The RGB pixel images are padded with: the one the backbone's preprocessing maps to zero."""
+        from kerasdet.backbones._common import zero_input_value
+
+        backbone = getattr(self, "backbone", None)
+        return zero_input_value(backbone) if backbone is not None else (0.0, 0.0, 0.0)
+
+    @property
     def output_keys(self) -> tuple:
         """The keys `predict`, the export and the CLI return for this model."""
         return BASE_OUTPUT_KEYS + tuple(self.extra_output_keys)
@@ -260,8 +317,10 @@ class Detector(keras.Model):
 
     # -- prediction -----------------------------------------------------------------------------------
 
-    def postprocess(self, raw, inputs) -> dict:
-        """Decodes raw outputs, runs per-class NMS and the heads on the kept boxes: the prediction dict."""
+    def postprocess(self, raw, inputs, image_sizes=None) -> dict:
+        """Decodes raw outputs, runs per-class NMS and the heads on the kept boxes: the prediction dict.
+        `image_sizes` `[B, 2]` (height, width) clips each image's boxes to its own size (images of different
+        sizes padded into one batch)."""
         images, _ = self.split_inputs(inputs)
         boxes, scores = self.decode_candidates(raw, images)
         detections = batched_non_max_suppression(
@@ -271,6 +330,9 @@ class Detector(keras.Model):
             score_threshold=self.score_threshold,
             max_detections=self.max_detections,
         )
+        if image_sizes is not None:
+            clipped = clip_boxes(detections["boxes"], tf.cast(image_sizes, tf.float32)[:, None, :])
+            detections = dict(detections, boxes=tf.where(detections["labels"][..., None] >= 0, clipped, -1.0))
         detections = self.refine_detections(detections, raw, inputs)
         return self._to_output_format(detections, images)
 
@@ -293,6 +355,10 @@ class Detector(keras.Model):
             _check_images(images)
             if not isinstance(images, keras.KerasTensor):
                 images = tf.convert_to_tensor(images)
+                if images.shape.rank is None or images.shape[-1] is None:
+                    images = _ensure_rgb_batch(images)
+                # the network sees the images padded to its size divisor; boxes stay in the input's pixels
+                images = pad_images(images, self.size_divisor, self.input_pad_value)
                 rois = None if rois is None else tf.cast(rois, tf.float32)
                 inputs = images if rois is None else {"images": images, "rois": rois}
                 args = (inputs,) + tuple(args[1:]) if args else args
@@ -304,9 +370,27 @@ class Detector(keras.Model):
         """Detections for `[B, H, W, 3]` RGB images in 0..255 (or `{"images", "rois"}`): the dict of
         `output_keys` (boxes/scores/labels/num_detections, plus the family's extra keys).
 
-        A batch of 0 images gives outputs with batch 0 (the model runs on one blank image, sliced
-        away), whether the batch size is known when tracing or only at run time.
+        Also takes one `[H, W, 3]` image (outputs without the batch axis) or a list of `[H, W, 3]` images of
+        any sizes (a list of per-image dicts: the images are padded into one batch with the model's pad value,
+        each image's boxes are clipped to its own size and its masks cropped to it). A batch of 0 images gives
+        outputs with batch 0 (the model runs on one blank image, sliced away), whether the batch size is known
+        when tracing or only at run time.
         """
+        listed = _image_list(inputs)
+        if listed is not None:
+            return self._detect_list(listed)
+        single = getattr(inputs, "shape", None)
+        if single is not None and len(single) == 3:
+            return tf.nest.map_structure(lambda t: t[0], self.detect(tf.convert_to_tensor(inputs)[None]))
+        if tf.executing_eagerly() and not isinstance(inputs, dict):
+            _warn_if_unit_range(inputs)
+        return self.detect_padded(inputs)
+
+    def detect_padded(self, inputs, image_sizes=None) -> dict:
+        """`detect` for a batch of images of different sizes padded at the bottom/right into one tensor (as the
+        export's `serving_bytes` decodes them): `image_sizes` int `[B, 2]` (height, width) clips each image's
+        boxes to its own size. Pad with `input_pad_value` so that an image's detections do not depend on its
+        batch mates."""
         images, rois = self.split_inputs(inputs)
         _check_images(images)
         images = tf.convert_to_tensor(images)
@@ -316,7 +400,7 @@ class Detector(keras.Model):
             rois = tf.cast(rois, tf.float32)
         batch = images.shape[0]
         if batch is not None and batch > 0:
-            return self._detect(images, rois)
+            return self._detect(images, rois, image_sizes)
         count = tf.shape(images)[0]
         if batch == 0:
             safe = self._blank_image(images)
@@ -324,12 +408,42 @@ class Detector(keras.Model):
         else:
             safe = tf.cond(count > 0, lambda: images, lambda: self._blank_image(images))
             safe_rois = None if rois is None else tf.cond(count > 0, lambda: rois, lambda: -tf.ones([1, 1, 4]))
-        return tf.nest.map_structure(lambda t: t[:count], self._detect(safe, safe_rois))
+        safe_sizes = None
+        if image_sizes is not None:
+            hw = tf.shape(safe)[1:3]
+            safe_sizes = tf.cond(count > 0, lambda: tf.cast(image_sizes, tf.int32), lambda: hw[None])
+        return tf.nest.map_structure(lambda t: t[:count], self._detect(safe, safe_rois, safe_sizes))
 
-    def _detect(self, images, rois=None):
+    def _detect(self, images, rois=None, image_sizes=None):
         inputs = images if rois is None else {"images": images, "rois": rois}
         raw = self(inputs, training=False)
-        return self.postprocess(raw, inputs)
+        return self.postprocess(raw, inputs, image_sizes)
+
+    def _detect_list(self, images):
+        """Detections for a list of `[H, W, 3]` images: one padded batch, then one dict per image."""
+        if self.needs_rois:
+            raise ValueError("a list of images carries no rois: this family detects on {'images', 'rois'} batches")
+        if not images:
+            return []
+        for image in images:
+            _check_images(tf.convert_to_tensor(image)[None], "images")
+        tensors = [tf.cast(tf.convert_to_tensor(image), tf.float32) for image in images]
+        if tf.executing_eagerly():
+            for image in tensors:
+                _warn_if_unit_range(image)
+        sizes = tf.stack([tf.shape(t)[:2] for t in tensors])
+        height, width = tf.reduce_max(sizes[:, 0]), tf.reduce_max(sizes[:, 1])
+        value = tf.constant(self.input_pad_value, tf.float32)
+        batch = tf.stack([tf.pad(t - value, [[0, height - tf.shape(t)[0]], [0, width - tf.shape(t)[1]], [0, 0]]) + value
+                          for t in tensors])
+        out = self._detect(batch, image_sizes=sizes)
+        results = []
+        for i in range(len(tensors)):
+            one = {k: v[i] for k, v in out.items()}
+            if "masks" in one and getattr(self, "mask_output", "pasted") == "pasted":
+                one["masks"] = one["masks"][:, : sizes[i, 0], : sizes[i, 1]]
+            results.append(one)
+        return results
 
     @staticmethod
     def _blank_image(images):
@@ -343,11 +457,19 @@ class Detector(keras.Model):
         return self.detect(x)
 
     def predict(self, x, *args, **kwargs):
-        """`keras.Model.predict` returning the detections dict; an array of 0 images gives empty outputs."""
+        """`keras.Model.predict` returning the detections dict (numpy). Also takes one `[H, W, 3]` image (outputs
+        without the batch axis) or a list of images of any sizes (a list of per-image dicts, see `detect`); an
+        array of 0 images gives empty outputs. Warns when float images look like 0..1 (models take 0..255)."""
+        if _image_list(x) is not None:
+            return [tf.nest.map_structure(lambda t: np.asarray(t), one) for one in self.detect(x)]
         images = x.get("images") if isinstance(x, dict) else x
         shape = getattr(images, "shape", None)
+        if shape is not None and len(shape) == 3 and not isinstance(x, dict):
+            return {k: v[0] for k, v in self.predict(np.asarray(x)[None], *args, **kwargs).items()}
         if shape is not None and len(shape) > 0 and shape[0] == 0:
             return tf.nest.map_structure(lambda t: t.numpy(), self.detect(x))
+        if isinstance(images, np.ndarray) or tf.is_tensor(images) and tf.executing_eagerly():
+            _warn_if_unit_range(images)
         return super().predict(x, *args, **kwargs)
 
     # -- training -------------------------------------------------------------------------------------

@@ -155,15 +155,36 @@ def test_saved_model_cli_lists_both_signatures(exported):
     assert "shape: (-1, -1, -1, 3)" in default
 
 
-def test_decode_batch_pads_smaller_images_at_the_bottom_right():
+def test_decode_batch_pads_smaller_images_at_the_bottom_right_with_the_pad_value():
     a = make_images(1, 16, 24, seed=1)[0]
     b = make_images(1, 20, 12, seed=2)[0]
-    batch = _decode_batch(tf.stack([tf.io.encode_png(a), tf.io.encode_png(b)])).numpy()
-    assert batch.shape == (2, 20, 24, 3) and batch.dtype == np.uint8
+    value = (123.5, 116.25, 103.5)
+    batch, sizes = _decode_batch(tf.stack([tf.io.encode_png(a), tf.io.encode_png(b)]), value)
+    batch = batch.numpy()
+    assert batch.shape == (2, 20, 24, 3) and batch.dtype == np.float32
+    np.testing.assert_array_equal(sizes.numpy(), [[16, 24], [20, 12]])
     np.testing.assert_array_equal(batch[0, :16], a)
     np.testing.assert_array_equal(batch[1, :, :12], b)
-    assert not batch[0, 16:].any() and not batch[1, :, 12:].any()
-    assert _decode_batch(tf.zeros([0], tf.string)).shape == (0, 0, 0, 3)
+    assert np.all(batch[0, 16:] == value) and np.all(batch[1, :, 12:] == value)
+    empty, empty_sizes = _decode_batch(tf.zeros([0], tf.string))
+    assert empty.shape == (0, 0, 0, 3) and empty_sizes.shape == (0, 2)
+
+
+def test_serving_bytes_clips_each_images_boxes_to_its_own_size(exported):
+    """Images of different sizes in one request: each image's boxes stay inside it, and its detections equal those
+    of the list form of `predict` (the same padding)."""
+    model = exported["model"]
+    served = tf.saved_model.load(str(exported["path"]))
+    a = make_images(1, 96, 128, seed=3)[0]
+    b = make_images(1, 160, 96, seed=4)[0]
+    out = served.signatures["serving_bytes"](images=tf.stack([tf.io.encode_png(a), tf.io.encode_png(b)]))
+    listed = model.predict([a, b], verbose=0)
+    for i, (image, expected) in enumerate(zip((a, b), listed)):
+        k = int(out["num_detections"][i])
+        assert k == int(expected["num_detections"])
+        boxes = out["boxes"][i, :k].numpy()
+        assert np.all(boxes[:, 2] <= image.shape[1]) and np.all(boxes[:, 3] <= image.shape[0])
+        np.testing.assert_allclose(boxes, expected["boxes"][:k], atol=1e-3)
 
 
 def test_argument_checks(tmp_path):

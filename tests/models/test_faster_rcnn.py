@@ -7,7 +7,8 @@ import tensorflow as tf
 from kerasdet.models.faster_rcnn import FasterRCNN
 from tests.models import harness
 
-SPEC = harness.FamilySpec(name="faster_rcnn", build=lambda: FasterRCNN.compact(num_classes=3, width=0.25))
+SPEC = harness.FamilySpec(name="faster_rcnn", build=lambda: FasterRCNN.compact(num_classes=3, width=0.25),
+                          zoo_name="faster_rcnn_resnet18_shapes")
 globals().update(harness.family_tests(SPEC))
 
 

@@ -316,6 +316,12 @@ class FasterRCNN(Detector):
         config.update(kwargs)
         return cls(num_classes=num_classes, **config)
 
+    @property
+    def size_divisor(self) -> int:
+        """The largest stride of the maps the model computes (the RPN's coarsest level, or the pooled map)."""
+        strides = list((_map_strides(self.backbone, self.fpn) or {}).values()) + [int(s) for s in self.rpn.strides]
+        return max(strides)
+
     # -- forward --------------------------------------------------------------------------------------
 
     def _features(self, images, training):

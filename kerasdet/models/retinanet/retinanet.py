@@ -175,6 +175,11 @@ class RetinaNet(Detector):
 
     # -- forward --------------------------------------------------------------------------------------
 
+    @property
+    def size_divisor(self) -> int:
+        """The stride of the coarsest pyramid level (P7: 128)."""
+        return 2 ** self.fpn.max_level
+
     def call(self, inputs, training=False, targets=None):
         images, _ = self.split_inputs(inputs)
         features = self.backbone(images, training=training)
