@@ -47,14 +47,19 @@ class KeypointHead(keras.layers.Layer):
         self.upsample = int(upsample)
         self.convs = [keras.layers.Conv2D(d, 3, padding="same", activation="relu", kernel_initializer="he_normal",
                                           name=f"keypoint_fcn{i + 1}") for i, d in enumerate(self.conv_dims)]
-        self.deconv = keras.layers.Conv2DTranspose(self.num_keypoints, 4, strides=2, padding="same",
-                                                   kernel_initializer="he_normal", name="keypoint_deconv")
+        self.deconv = None  # made in build(): its initial scale depends on the channels it reads
 
     def build(self, features_shape):
         shape = (None,) + tuple(features_shape[2:])
         for conv in self.convs:
             conv.build(shape)
             shape = shape[:-1] + (conv.filters,)
+        # He initialisation over the deconvolution's inputs (channels x 4 x 4): Keras' "he_normal" would count a
+        # Conv2DTranspose kernel's fan-in from its K output maps, starting 5x too large for K = 17
+        std = (2.0 / (int(shape[-1]) * 16)) ** 0.5
+        self.deconv = keras.layers.Conv2DTranspose(self.num_keypoints, 4, strides=2, padding="same",
+                                                   kernel_initializer=keras.initializers.RandomNormal(stddev=std),
+                                                   name="keypoint_deconv")
         self.deconv.build(shape)
         self.built = True
 

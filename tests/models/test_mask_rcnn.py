@@ -67,9 +67,13 @@ def test_the_loss_has_each_heads_term_and_the_mask_term_trains_positive_rois_onl
     # non-positive rows are padding rois (no features pooled), positive rows match a real object
     rois, gt = train["rois"].numpy(), train["gt_indices"].numpy()
     assert np.all(rois[~positive] == -1) and np.all(gt[positive] >= 0)
+    # the heads run on as many rows as the image with the most positives has, and every positive is among them
+    states = raw["sampled"]["states"].numpy()
+    assert positive.shape[1] == (states == 1).sum(axis=1).max()
+    assert positive.sum() == (states == 1).sum()
     assert np.isclose(float(terms["mask_loss"]), np.log(2.0), atol=0.05)  # near-zero logits at the start
     kp = raw["keypoint_train"]
-    assert kp["heatmaps"].shape[1] == model.keypoint_rois_per_image and kp["heatmaps"].shape[2:] == (56, 56, 5)
+    assert 1 <= kp["heatmaps"].shape[1] <= model.keypoint_rois_per_image and kp["heatmaps"].shape[2:] == (56, 56, 5)
 
 
 def test_a_ground_truth_roi_targets_its_own_mask(batch):

@@ -284,8 +284,11 @@ class MaskRCNN(FasterRCNN):
         if targets is None or self.training_stage == "rpn":
             return out
         features, sampled = out["features"], out["sampled"]
-        # positives come first in the sample: the first num_samples * positive_fraction rows hold them all
+        # positives come first in the sample: the first num_samples * positive_fraction rows hold them all, and
+        # the heads run on as many rows as the image with the most positives has
         rows = max(int(self.proposal_sampler.num_samples * self.proposal_sampler.positive_fraction), 1)
+        most = tf.reduce_max(tf.reduce_sum(tf.cast(sampled["states"][:, :rows] == 1, tf.int32), axis=1))
+        rows = tf.maximum(most, 1)
         states, gt_rows = sampled["states"][:, :rows], sampled["gt_indices"][:, :rows]
         positive = states == 1
         rois = tf.where(positive[..., None], sampled["rois"][:, :rows], -1.0)
@@ -307,7 +310,9 @@ class MaskRCNN(FasterRCNN):
             useful = tf.reduce_any(valid, axis=-1) & positive
             count = tf.shape(rois)[1]
             rank = tf.cast(useful, tf.float32) * 2.0 - tf.cast(tf.range(count), tf.float32) / tf.cast(count, tf.float32)
-            keep = tf.math.top_k(rank, k=tf.minimum(self.keypoint_rois_per_image, count)).indices
+            # as many rows as the image with the most useful RoIs has, at most keypoint_rois_per_image
+            most = tf.reduce_max(tf.reduce_sum(tf.cast(useful, tf.int32), axis=1))
+            keep = tf.math.top_k(rank, k=tf.clip_by_value(most, 1, tf.minimum(self.keypoint_rois_per_image, count))).indices
             rois = tf.gather(rois, keep, batch_dims=1)
             keypoints = tf.gather(keypoints, keep, batch_dims=1)
             positive = tf.gather(positive, keep, batch_dims=1)
