@@ -8,4 +8,20 @@ Example:
 
 __version__ = "0.1.0"
 
-from kerasdet import backbones, coders, data, export, layers, losses, metrics, models, ops, zoo  # noqa: E402,F401
+import importlib
+
+#: the subpackages, imported on first use (`kerasdet.zoo`...), so that `import kerasdet.cli` and
+#: `kerasdet --help` do not start TensorFlow
+_SUBPACKAGES = ("backbones", "coders", "data", "export", "layers", "losses", "metrics", "models", "ops", "zoo")
+
+
+def __getattr__(name):
+    if name in _SUBPACKAGES:
+        module = importlib.import_module(f"kerasdet.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'kerasdet' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_SUBPACKAGES))

@@ -23,11 +23,34 @@ import shlex
 import sys
 import time
 
-from kerasdet.metrics.coco import DETECTION_STATS as METRIC_KEYS  # the COCO keys a card's metrics hold
+
+
+def __getattr__(name):
+    if name == "METRIC_KEYS":  # the COCO keys a card's metrics hold (read lazily: the metrics import TensorFlow)
+        from kerasdet.metrics.coco import DETECTION_STATS
+
+        return DETECTION_STATS
+    raise AttributeError(f"module 'kerasdet.cli' has no attribute {name!r}")
 
 
 def _quiet_tensorflow():
+    """Imports TensorFlow with its start-up log lines (absl, oneDNN, CUDA probing) silenced: they are written by
+    C++ code straight to file descriptor 2, before TF_CPP_MIN_LOG_LEVEL applies to all of them. Errors raised by
+    the import still surface as Python exceptions."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # the CUDA probe ("failed call to cuInit") happens here, silenced
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 # -- datasets -------------------------------------------------------------------------------------------
@@ -519,6 +542,8 @@ def _evaluate(model, dataset_spec, images, image_size, batch_size, split, progre
     voc = voc_evaluate([{k: t[k] for k in ("boxes", "labels")} for t in targets],
                        [{k: d[k] for k in ("boxes", "scores", "labels")} for d in detections],
                        iou_threshold=0.5, num_classes=len(class_names), class_names=class_names)
+    from kerasdet.metrics.coco import DETECTION_STATS as METRIC_KEYS
+
     metrics = {k: round(float(coco[k]), 4) for k in METRIC_KEYS}
     metrics["VOC_mAP"] = round(float(voc["mAP"]), 4)
     tables = {}

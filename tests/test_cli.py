@@ -187,3 +187,26 @@ def test_mask_rcnn_run_evaluates_boxes_masks_and_keypoints(tmp_path):
                      "--out", str(tmp_path / "pred")]) == 0
     dets = json.loads((tmp_path / "pred" / "detections.json").read_text())[0]["detections"]
     assert dets and all(set(d["mask_rle"]) == {"size", "counts"} and len(d["keypoints_xys"]) == 5 for d in dets)
+
+
+def test_help_is_fast_and_prints_no_tensorflow_log_line():
+    """`kerasdet --help` and `kerasdet train --help` do not start TensorFlow: under 1.5 s, nothing on stderr."""
+    import time
+
+    exe = pathlib.Path(sys.executable).parent / "kerasdet"
+    for args in (["--help"], ["train", "--help"]):
+        start = time.perf_counter()
+        proc = subprocess.run([str(exe), *args], capture_output=True, text=True, check=True)
+        took = time.perf_counter() - start
+        assert took < 1.5, (args, took)
+        assert proc.stderr == "", proc.stderr
+        assert "usage: kerasdet" in proc.stdout
+
+
+def test_commands_that_start_tensorflow_print_no_log_line(tmp_path):
+    exe = pathlib.Path(sys.executable).parent / "kerasdet"
+    proc = subprocess.run([str(exe), "export", "--model", NAME, "--out", str(tmp_path / "1")], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert not [line for line in proc.stderr.splitlines() if line.startswith(("I0000", "W0000", "E0000", "WARNING: All"))], \
+        proc.stderr

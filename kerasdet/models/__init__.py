@@ -1,8 +1,28 @@
-"""Detector families; `Detector` is their common base, `families` the table the CLI and the zoo read."""
+"""Detector families; `Detector` is their common base, `families` the table the CLI and the zoo read.
 
-from kerasdet.models.detector import Detector
-from kerasdet.models.faster_rcnn import FasterRCNN
-from kerasdet.models.mask_rcnn import MaskRCNN
-from kerasdet.models.retinanet import RetinaNet
+The classes are imported on first use, so that reading the families table (`kerasdet.models.families`, e.g. for
+`kerasdet --help`) does not start TensorFlow.
+"""
 
-__all__ = ["Detector", "FasterRCNN", "MaskRCNN", "RetinaNet"]
+import importlib
+
+_CLASSES = {
+    "Detector": "kerasdet.models.detector",
+    "FasterRCNN": "kerasdet.models.faster_rcnn",
+    "MaskRCNN": "kerasdet.models.mask_rcnn",
+    "RetinaNet": "kerasdet.models.retinanet",
+}
+
+__all__ = sorted(_CLASSES)
+
+
+def __getattr__(name):
+    if name in _CLASSES:
+        value = getattr(importlib.import_module(_CLASSES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'kerasdet.models' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_CLASSES))
