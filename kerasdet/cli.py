@@ -329,9 +329,28 @@ def _training_progress(path, seconds_before, steps_per_epoch, every=100):
 
 
 def cmd_train(args):
-    _quiet_tensorflow()
+    """`kerasdet train`; a run folder this command made is removed again when it fails before its first epoch
+    checkpoint (no empty or half-written run is left behind)."""
     if not args.resume and not args.out:
         raise SystemExit("kerasdet train: --out RUN_FOLDER is required (or --resume RUN_FOLDER)")
+    if args.epochs < 1:
+        raise SystemExit(f"kerasdet train: --epochs must be at least 1; got {args.epochs}")
+    if args.batch_size < 1:
+        raise SystemExit(f"kerasdet train: --batch-size must be at least 1; got {args.batch_size}")
+    out = None if args.resume else pathlib.Path(args.out)
+    fresh = out is not None and not out.exists()
+    try:
+        return _train(args)
+    except BaseException:
+        if fresh and out.exists() and not any((out / "checkpoints").glob("*.weights.h5")):
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _train(args):
+    _quiet_tensorflow()
     if args.init_from and args.backbone_from:
         raise SystemExit("kerasdet train: give --init-from (the whole model) or --backbone-from (shared variables of a "
                          "new --arch model), not both")
@@ -357,6 +376,9 @@ def cmd_train(args):
     count = sum(1 for _ in ds)
     if count == 0:
         raise SystemExit(f"kerasdet train: --dataset {args.dataset} holds no images")
+    if count < args.batch_size:
+        raise SystemExit(f"kerasdet train: --batch-size {args.batch_size} is larger than the {count} training images "
+                         "(batches are full, so no training step would run); lower --batch-size")
     held = " with masks" if with_masks else ""
     held += f" and keypoints of {sorted(extras['keypoints'])}" if extras["keypoints"] else ""
     print(f"[train] {count} training images{held} from {args.dataset} at {args.image_size}px, "
@@ -701,6 +723,9 @@ def cmd_export(args):
     _quiet_tensorflow()
     from kerasdet.export import saved_model
 
+    target = pathlib.Path(args.out)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not args.overwrite:
+        raise SystemExit(f"kerasdet export: --out {target} exists and is not empty; pass --overwrite to replace it")
     model, _ = load_model(args.model)
     if args.mask_threshold is not None and "masks" not in model.output_keys:
         raise SystemExit(f"kerasdet export: --mask-threshold applies to models with masks; {args.model} outputs "
@@ -788,9 +813,46 @@ def _arch_names():
     return arch_names()
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help with each option's default and the examples kept as written."""
+
+
+#: examples shown by each subcommand's --help
+EXAMPLES = {
+    "list": "kerasdet list",
+    "train": "kerasdet train --arch retinanet-compact --dataset synthetic --train-images 3000 --epochs 14 --out runs/r18\n"
+             "kerasdet train --init-from retinanet_resnet18_shapes --dataset coco:data/train.json:data/images "
+             "--epochs 5 --out runs/ft\n"
+             "kerasdet train --arch mask-rcnn-compact --backbone-from faster_rcnn_resnet18_shapes --out runs/mask\n"
+             "kerasdet train --resume runs/r18",
+    "evaluate": "kerasdet evaluate --model retinanet_resnet18_shapes --dataset synthetic:test --images 500\n"
+                "kerasdet evaluate --model runs/r18 --dataset coco:data/val.json:data/images --out out/eval",
+    "predict": "kerasdet predict --model retinanet_resnet18_shapes photo1.jpg photo2.png --out out/pred\n"
+               "kerasdet predict --model runs/r18 --dataset synthetic:val --images 8",
+    "export": "kerasdet export --model retinanet_resnet18_shapes --out serving/1\n"
+              "kerasdet export --model mask_rcnn_resnet18_shapes --out serving/1 --mask-threshold 0.5 --overwrite",
+    "demo": "kerasdet demo --out out/demo",
+    "release": "kerasdet release --run runs/r18 --name retinanet_resnet18_shapes && "
+               "kerasdet evaluate --model retinanet_resnet18_shapes --write-card zoo/retinanet_resnet18_shapes/card.json",
+}
+
+
 def build_parser():
-    p = argparse.ArgumentParser(prog="kerasdet", description="kerasdet: object detection models for Keras 3")
+    p = argparse.ArgumentParser(prog="kerasdet", description="kerasdet: object detection models for Keras 3",
+                                formatter_class=_HelpFormatter,
+                                epilog="examples:\n  " + "\n  ".join(v.split("\n")[0] for v in EXAMPLES.values()))
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     sub = p.add_subparsers(dest="command", required=True)
+    _add = sub.add_parser
+
+    def add_parser(name, **kwargs):
+        parser = _add(name, formatter_class=_HelpFormatter, description=kwargs.get("help"),
+                      epilog="examples:\n  " + EXAMPLES[name].replace("\n", "\n  "), **kwargs)
+        parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                            help="show the traceback of an error instead of one line")
+        return parser
+
+    sub.add_parser = add_parser
     sub.add_parser("list", help="list the released zoo models").set_defaults(fn=cmd_list)
 
     t = sub.add_parser("train", help="train a model; writes weights, model.json, checkpoints and history.csv")
@@ -877,6 +939,13 @@ def main(argv=None) -> int:
             raise
         # a usage mistake found after parsing: one line on stderr and exit status 2, as argparse's own errors
         print(stop.code, file=sys.stderr)
+        raise SystemExit(2) from None
+    except (OSError, ValueError, TypeError) as err:
+        # missing files, malformed datasets, bad values: one line (the traceback with --debug)
+        if getattr(args, "debug", False):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"kerasdet {args.command}: {first} (--debug shows the traceback)", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -210,3 +210,28 @@ def test_commands_that_start_tensorflow_print_no_log_line(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert not [line for line in proc.stderr.splitlines() if line.startswith(("I0000", "W0000", "E0000", "WARNING: All"))], \
         proc.stderr
+
+
+def test_user_mistakes_are_one_line_exit_2_and_leave_no_run_folder(tmp_path):
+    """Each mistake of the issue "The user's path", through the installed command: exit status 2, one line on stderr,
+    no traceback, and no run folder left behind."""
+    exe = pathlib.Path(sys.executable).parent / "kerasdet"
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "file.txt").write_text("x")
+    mistakes = {
+        "epochs 0": ["train", "--epochs", "0", "--out", str(tmp_path / "r1")],
+        "batch larger than the data": ["train", "--train-images", "4", "--batch-size", "8", "--out", str(tmp_path / "r2")],
+        "missing json": ["train", "--dataset", f"coco:{tmp_path / 'none.json'}", "--out", str(tmp_path / "r3")],
+        "missing image file": ["predict", "--model", NAME, str(tmp_path / "none.png"), "--out", str(tmp_path / "p")],
+        "export into an occupied folder": ["export", "--model", NAME, "--out", str(occupied)],
+        "unknown architecture": ["train", "--arch", "yolo-v7", "--out", str(tmp_path / "r4")],
+    }
+    for what, args in mistakes.items():
+        proc = subprocess.run([str(exe), *args], capture_output=True, text=True)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2, (what, proc.returncode, proc.stderr)
+        assert len(lines) == 1 and "Traceback" not in proc.stderr, (what, proc.stderr)
+    assert not any((tmp_path / name).exists() for name in ("r1", "r2", "r3", "r4"))
+    assert "--overwrite" in subprocess.run([str(exe), *mistakes["export into an occupied folder"]], capture_output=True,
+                                           text=True).stderr
