@@ -1,6 +1,7 @@
 """Datasets: the embedded synthetic dataset, COCO / VOC / YOLO readers and writers, the input pipeline."""
 
 from kerasdet.data import synthetic
+from kerasdet.data._io import read_image
 from kerasdet.data.coco import CocoDataset, write_coco
 from kerasdet.data.dataset_error import DatasetError
 from kerasdet.data.pipeline import (
@@ -32,6 +33,7 @@ __all__ = [
     "padded_batch",
     "prepare",
     "read_darknet_tree",
+    "read_image",
     "resize",
     "synthetic",
     "to_rgb",

@@ -73,11 +73,31 @@ def to_rgb_uint8(array, path):
     raise DatasetError(path, f"image has {channels} channels; expected 1, 2, 3 or 4")
 
 
-def read_image(path):
-    """Reads an image file as RGB uint8 [H, W, 3].
+#: the largest image `read_image` decodes by default (pixels): 20000 x 20000 would need 1.1 GiB
+DEFAULT_MAX_PIXELS = 100_000_000
 
-    Grayscale and alpha images are converted (alpha dropped). Raises DatasetError naming the
-    path when the file is missing or cannot be decoded.
+
+def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
+    """Reads an image file as RGB uint8 `[H, W, 3]`, the way every kerasdet reader and the CLI do.
+
+    Grayscale and alpha images are converted (alpha dropped), 16-bit images scaled to 8 bits, and a JPEG's
+    EXIF orientation applied (a phone photo comes out upright). The size is read from the header before
+    decoding, so a small file that declares an enormous image (a decompression bomb) is refused instead of
+    filling the memory.
+
+    Args:
+        path: the image file (JPEG, PNG, BMP, WebP, TIFF, GIF).
+        max_pixels: refuse images of more pixels than this (None: no limit).
+
+    Returns:
+        uint8 `[H, W, 3]` RGB.
+
+    Raises:
+        DatasetError (a ValueError) naming the path when the file is missing, cannot be decoded, or is too large.
+
+    Example:
+        >>> image = kerasdet.data.read_image("photo.jpg")
+        >>> detections = model.predict(image)       # one image: outputs without the batch axis
     """
     path = str(path)
     try:
@@ -87,6 +107,14 @@ def read_image(path):
         raise DatasetError(path, "image file not found") from None
     except OSError as e:
         raise DatasetError(path, f"cannot read image file: {e.strerror or e}") from None
+    size, orientation = _header_size_and_orientation(data)
+    if size is not None and max_pixels is not None and size[0] * size[1] > max_pixels:
+        raise DatasetError(path, f"image of {size[0]} x {size[1]} pixels is larger than max_pixels={max_pixels} "
+                                 "(a decompression bomb, or pass a larger max_pixels)")
+    if orientation not in (None, 1):
+        array = _decode_with_pillow(data, upright=True)
+        if array is not None:
+            return to_rgb_uint8(array, path)
     array = None
     if data:
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -98,12 +126,37 @@ def read_image(path):
     return to_rgb_uint8(array, path)
 
 
-def _decode_with_pillow(data):
+def _header_size_and_orientation(data):
+    """((width, height), EXIF orientation) from the file's header without decoding the pixels, or (None, None)."""
     import io
+    import warnings
+
     from PIL import Image
     try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's own bomb warning: the caller checks the size
+            previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                with Image.open(io.BytesIO(data)) as im:
+                    size, orientation = im.size, 1
+                    if im.format in ("JPEG", "MPO", "TIFF", "WEBP"):  # PNG keeps EXIF after the pixels
+                        try:
+                            orientation = im.getexif().get(0x0112, 1)
+                        except Exception:  # noqa: BLE001 - a broken EXIF block is ignored, as viewers do
+                            orientation = 1
+                    return size, orientation
+            finally:
+                Image.MAX_IMAGE_PIXELS = previous
+    except Exception:  # noqa: BLE001 - an unreadable header is left to the decoders to report
+        return None, None
+
+
+def _decode_with_pillow(data, upright=False):
+    import io
+    from PIL import Image, ImageOps
+    try:
         with Image.open(io.BytesIO(data)) as im:
-            im = im.convert("RGB")
+            im = (ImageOps.exif_transpose(im) if upright else im).convert("RGB")
             return cv2.cvtColor(np.asarray(im), cv2.COLOR_RGB2BGR)
     except Exception:  # noqa: BLE001 - any failure means "cannot decode"
         return None
