@@ -2,7 +2,7 @@
 
 Example:
     >>> import kerasdet
-    >>> model = kerasdet.zoo.load("retinanet_resnet18_shapes")
+    >>> model = kerasdet.zoo.load("retinanet_resnet18_shapes")   # or kerasdet.load(name | run folder | export)
     >>> out = model.predict(images)        # boxes, scores, labels, num_detections
 """
 
@@ -16,6 +16,11 @@ _SUBPACKAGES = ("backbones", "coders", "data", "export", "layers", "losses", "me
 
 
 def __getattr__(name):
+    if name == "load":
+        from kerasdet.loading import load
+
+        globals()["load"] = load
+        return load
     if name in _SUBPACKAGES:
         module = importlib.import_module(f"kerasdet.{name}")
         globals()[name] = module
@@ -24,4 +29,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_SUBPACKAGES))
+    return sorted(list(globals()) + list(_SUBPACKAGES) + ["load"])

@@ -235,3 +235,20 @@ def test_user_mistakes_are_one_line_exit_2_and_leave_no_run_folder(tmp_path):
     assert not any((tmp_path / name).exists() for name in ("r1", "r2", "r3", "r4"))
     assert "--overwrite" in subprocess.run([str(exe), *mistakes["export into an occupied folder"]], capture_output=True,
                                            text=True).stderr
+
+
+def test_kerasdet_load_takes_zoo_names_run_folders_keras_files_and_exports(tmp_path):
+    import pytest
+
+    import kerasdet
+
+    model = kerasdet.load(NAME)
+    assert model.name and model.num_classes == 10
+    model.save(tmp_path / "model.keras")
+    again = kerasdet.load(tmp_path / "model.keras")
+    assert type(again) is type(model)
+    assert cli.main(["export", "--model", NAME, "--out", str(tmp_path / "serving")]) == 0
+    served = kerasdet.load(tmp_path / "serving")
+    assert "serving_default" in served.signatures
+    with pytest.raises(ValueError, match="not a zoo model"):
+        kerasdet.load(tmp_path / "nothing")
