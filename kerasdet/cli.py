@@ -528,11 +528,14 @@ def _coco_from_targets(targets, image_size, class_names, keypoints=None):
             "annotations": anns, "categories": cats}
 
 
-def _coco_results(detections, kind="bbox"):
-    """COCO result dicts of `kind` "bbox", "segm" or "keypoints"."""
+def _coco_results(detections, kind="bbox", categories=None):
+    """COCO result dicts of `kind` "bbox", "segm" or "keypoints" (for "keypoints", only the detections whose
+    category is in `categories`: the ones that have keypoints)."""
     results = []
     for i, d in enumerate(detections):
         for j, (b, s, l) in enumerate(zip(d["boxes"], d["scores"], d["labels"])):
+            if categories is not None and int(l) + 1 not in categories:
+                continue
             r = {"image_id": i + 1, "category_id": int(l) + 1, "score": float(s),
                  "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]}
             if kind == "segm":
@@ -571,7 +574,9 @@ def _evaluate(model, dataset_spec, images, image_size, batch_size, split, progre
     tables = {}
     for table, (key, iou_type) in EXTRA_TABLES.items():
         if key in keys:
-            stats = coco_evaluate(gt, _coco_results(detections, iou_type), iou_type=iou_type)
+            with_keypoints = {c["id"] for c in gt["categories"] if c.get("keypoints")}
+            chosen = with_keypoints if iou_type == "keypoints" else None
+            stats = coco_evaluate(gt, _coco_results(detections, iou_type, chosen), iou_type=iou_type)
             names = KEYPOINT_STATS if iou_type == "keypoints" else METRIC_KEYS
             tables[table] = {k: round(float(stats[k]), 4) for k in names}
             tables[table + "_stats"] = stats
