@@ -1,4 +1,5 @@
-"""The torchvision side of benchmarks/two_stage.py: a worker that builds and times torchvision's Faster R-CNN.
+"""The torchvision side of benchmarks/two_stage.py and benchmarks/mask_rcnn.py: a worker that builds and times
+torchvision's Faster R-CNN, Mask R-CNN and Keypoint R-CNN.
 
 Run by the python of the SEPARATE torch virtualenv (benchmarks/make_torch_env.sh; torch never goes into
 the project's .venv), started by two_stage.py as a subprocess:
@@ -10,13 +11,21 @@ else the libraries print goes to stderr). The first line it writes is `{"ready":
 Requests:
 
 - `{"model": {"size": 800, "data": "/tmp/x.npz", "num_classes": 92, "batch_norm": "frozen",
-  "settings": {...}, "seed": 0}}`: builds `fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None,
-  min_size=size, max_size=size, **settings)` (random weights, no download), sets its batch-norm
-  statistics and re-scales its last layers on the images of `data` (see `calibrate`), and keeps it for
-  the cases of that size. Replies the parameter counts.
+  "settings": {...}, "seed": 0, "arch": "faster", "num_keypoints": 17, "detections": null, "key": null}}`:
+  builds `fasterrcnn_resnet50_fpn` (`arch` "faster", the default), `maskrcnn_resnet50_fpn` ("mask") or
+  `keypointrcnn_resnet50_fpn` ("keypoint", with `num_keypoints`), each `(weights=None,
+  weights_backbone=None, num_classes=..., min_size=size, max_size=size, **settings)` (random weights, no
+  download), sets its batch-norm statistics and re-scales its last layers on the images of `data` (see
+  `calibrate`; with `detections`, the box classifier is then set so that the images get that many
+  detections each, see `calibrate_detections`), and keeps it under `key` (default: the size) for the
+  cases. `data` holds `images`, `boxes`, `labels` and, for the mask / keypoint models' training cases,
+  `masks` uint8 [B, M, H, W] / `keypoints` float32 [B, M, K, 3]. Replies the parameter counts and the
+  calibration's results.
 - `{"case": "name", "kind": "inference" | "training", "batch": 1, "size": 800, "threads": 2,
-  "learning_rate": 0.01}`: prepares the case on the first `batch` images (and targets) of the model of
-  that size, runs it once untimed and replies what it saw (proposals, candidates, detections or loss).
+  "learning_rate": 0.01, "model_key": null}`: prepares the case on the first `batch` images (and targets)
+  of the model `model_key` (default: the one of that size), runs it once untimed and replies what it saw
+  (proposals, candidates, detections; or the loss and, for the mask / keypoint models, the RoIs per image
+  their training head ran on).
 - `{"run": "name"}`: one timed call of the case; replies `{"ms": ..., "value": ...}` (the number of
   detections, or the training loss).
 - `{"quit": true}`.
@@ -41,6 +50,40 @@ import numpy as np  # noqa: E402
 from benchmarks.calibration import softmax_scale, std_scale  # noqa: E402
 
 SCORE_THRESHOLD_KEY = "box_score_thresh"
+ARCHS = ("faster", "mask", "keypoint")
+#: standard deviation given to the box classifier's logits before its background bias is set (calibrate_detections)
+LOGIT_STD = 1.0
+
+
+def background_bias(count, target: float, limit: float = 256.0, steps: int = 40) -> float:
+    """The largest background-logit bias `b` with `count(b) >= target`, by doubling then bisection.
+
+    `count(b)` is the mean number of detections per image when `b` is added to the background logit of
+    every RoI. Raising `b` lowers every object score and keeps their order within each class, so the set
+    of candidates above the score threshold only shrinks, and greedy per-class NMS over it keeps no more
+    boxes: `count` does not increase with `b`. When even `b = -limit` gives fewer than `target`, returns
+    `-limit` (the most the model can give); when `b = limit` still gives `target`, returns `limit`.
+    Pure Python (used by both sides: mask_rcnn.py on kerasdet's model, this worker on torchvision's).
+    """
+    if count(0.0) >= target:
+        low, high = 0.0, 1.0
+        while count(high) >= target:
+            low, high = high, 2.0 * high
+            if high > limit:
+                return limit
+    else:
+        low, high = -1.0, 0.0
+        while count(low) < target:
+            low, high = 2.0 * low, low
+            if low < -limit:
+                return -limit
+    for _ in range(steps):
+        mid = 0.5 * (low + high)
+        if count(mid) >= target:
+            low = mid
+        else:
+            high = mid
+    return low
 
 
 def _capture(module, run):
@@ -131,9 +174,58 @@ def calibrate(model, images, score_threshold: float) -> None:
         predictor.bbox_pred.bias.fill_(offset)
 
 
+def calibrate_detections(model, images, target: float) -> dict:
+    """Sets the box classifier so that `images` get `target` detections each (on average over the batch).
+
+    After `calibrate`: the classifier's bias is zeroed, its kernel scaled so that the logits of the
+    images' proposals have standard deviation LOGIT_STD, and the background column's bias set by
+    `background_bias`, counting the detections with the model's own `postprocess_detections` (score
+    threshold, small-box removal, per-class NMS, top-k) on the captured proposals and box deltas: the
+    same detections the full model then gives. mask_rcnn.py does the same to kerasdet's model, whose
+    background is its last column (torchvision's is column 0). Mask R-CNN's and Keypoint R-CNN's heads
+    run on these detections, so their cost follows the count: a fixed class-score fraction (`calibrate`)
+    leaves it to how the random boxes overlap.
+    """
+    import torch
+
+    model.eval()
+    cls_score = model.roi_heads.box_predictor.cls_score
+    with torch.no_grad():
+        cls_score.bias.zero_()
+        images_t, _ = model.transform(images)
+        (_, (proposals, _)), (logits, box_regression) = _capture(
+            model.roi_heads.box_predictor, lambda: _capture(model.rpn, lambda: model(images)))
+        scale = LOGIT_STD / float(logits.std())
+        cls_score.weight.mul_(scale)
+        logits = logits * scale
+
+        def count(bias: float) -> float:
+            shifted = logits.clone()
+            shifted[:, 0] += bias
+            boxes, _, _ = model.roi_heads.postprocess_detections(shifted, box_regression, proposals,
+                                                                 images_t.image_sizes)
+            return float(np.mean([len(b) for b in boxes]))
+
+        bias = background_bias(count, target)
+        cls_score.bias[0] = bias
+        achieved = count(bias)
+    return {"background_bias": bias, "calibrated_detections_per_image": achieved}
+
+
+def _rows_into(module, run):
+    """Runs `run()` and returns its result and the number of rows (dim 0 of the first input) `module` saw."""
+    rows = []
+    handle = module.register_forward_hook(lambda _m, inputs, _output: rows.append(int(inputs[0].shape[0])))
+    try:
+        result = run()
+    finally:
+        handle.remove()
+    return result, sum(rows)
+
+
 class Worker:
     def __init__(self):
-        self.models = {}  # size -> dict(model, images, boxes, labels, optimizer, threshold)
+        self.models = {}  # key (default the size) -> dict(model, arch, images, boxes, labels, ..., optimizer, threshold)
         self.cases = {}  # name -> zero-argument callable returning (value)
 
     def handle(self, request: dict) -> dict:
@@ -150,39 +242,50 @@ class Worker:
             return {"bye": True}
         raise ValueError(f"unknown request {sorted(request)}")
 
-    def build_model(self, size, data, num_classes, batch_norm="frozen", settings=None, seed=0) -> dict:
+    def build_model(self, size, data, num_classes, batch_norm="frozen", settings=None, seed=0, arch="faster",
+                    num_keypoints=17, detections=None, key=None) -> dict:
         import torch
-        from torchvision.models.detection import fasterrcnn_resnet50_fpn
+        from torchvision.models import detection
 
         if batch_norm not in ("frozen", "stock"):
             raise ValueError(f"batch_norm must be 'frozen' or 'stock'; got {batch_norm!r}")
+        if arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}; got {arch!r}")
         settings = dict(settings or {})
+        if arch == "keypoint":
+            settings["num_keypoints"] = num_keypoints
+        builder = {"faster": detection.fasterrcnn_resnet50_fpn, "mask": detection.maskrcnn_resnet50_fpn,
+                   "keypoint": detection.keypointrcnn_resnet50_fpn}[arch]
         torch.manual_seed(seed)
-        model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=num_classes,
-                                        min_size=size, max_size=size, **settings)
+        model = builder(weights=None, weights_backbone=None, num_classes=num_classes, min_size=size, max_size=size,
+                        **settings)
         arrays = np.load(data)
         # float32 RGB 0..255 [B, H, W, 3] -> torchvision's list of [3, H, W] in 0..1
         images = [torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1) / 255.0, np.float32))
                   for im in arrays["images"]]
         threshold = float(settings.get(SCORE_THRESHOLD_KEY, 0.05))
         calibrate(model, images, threshold)
+        calibrated = {} if detections is None else calibrate_detections(model, images, float(detections))
         if batch_norm == "frozen":
             freeze_batch_norm(model.backbone.body)
         trainable = [p for p in model.parameters() if p.requires_grad]
-        self.models[size] = dict(model=model, images=images, boxes=arrays["boxes"], labels=arrays["labels"],
-                                 threshold=threshold, trainable=trainable, optimizer=None)
+        extra = {k: arrays[k] for k in ("masks", "keypoints") if k in arrays.files}
+        self.models[size if key is None else key] = dict(
+            model=model, arch=arch, images=images, boxes=arrays["boxes"], labels=arrays["labels"], threshold=threshold,
+            trainable=trainable, optimizer=None, **extra)
         return {
             "params": sum(p.numel() for p in model.parameters()),
             "trainable_params": sum(p.numel() for p in trainable),
             "batch_norm": type(model.backbone.body.bn1).__name__,
+            **calibrated,
         }
 
-    def build_case(self, case, kind, batch, size, threads, learning_rate=0.01) -> dict:
+    def build_case(self, case, kind, batch, size, threads, learning_rate=0.01, model_key=None) -> dict:
         import torch
 
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
-        entry = self.models[size]
+        entry = self.models[size if model_key is None else model_key]
         model, images = entry["model"], entry["images"][:batch]
         if kind == "inference":
             def call():
@@ -203,11 +306,16 @@ class Worker:
             }
         elif kind == "training":
             targets = []
-            for boxes, labels in zip(entry["boxes"][:batch], entry["labels"][:batch]):
+            for i, (boxes, labels) in enumerate(zip(entry["boxes"][:batch], entry["labels"][:batch])):
                 keep = labels >= 0  # padding rows are -1
-                targets.append({"boxes": torch.from_numpy(np.ascontiguousarray(boxes[keep], np.float32)),
-                                # torchvision's labels count the background as 0: kerasdet's label k is k + 1
-                                "labels": torch.from_numpy(labels[keep].astype(np.int64) + 1)})
+                target = {"boxes": torch.from_numpy(np.ascontiguousarray(boxes[keep], np.float32)),
+                          # torchvision's labels count the background as 0: kerasdet's label k is k + 1
+                          "labels": torch.from_numpy(labels[keep].astype(np.int64) + 1)}
+                if entry["arch"] == "mask":  # uint8 [N, H, W], one mask per box
+                    target["masks"] = torch.from_numpy(np.ascontiguousarray(entry["masks"][i][keep], np.uint8))
+                if entry["arch"] == "keypoint":  # float [N, K, 3]: x, y, visibility
+                    target["keypoints"] = torch.from_numpy(np.ascontiguousarray(entry["keypoints"][i][keep], np.float32))
+                targets.append(target)
             if entry["optimizer"] is None:
                 entry["optimizer"] = torch.optim.SGD(entry["trainable"], lr=learning_rate)
             optimizer = entry["optimizer"]
@@ -221,7 +329,12 @@ class Worker:
                 optimizer.step()
                 return float(loss.detach())
 
-            info = {"loss": call()}
+            head = {"mask": "mask_head", "keypoint": "keypoint_head"}.get(entry["arch"])
+            if head is None:
+                info = {"loss": call()}
+            else:  # the head runs on the positive sampled RoIs: how many
+                loss, rows = _rows_into(getattr(model.roi_heads, head), call)
+                info = {"loss": loss, "head_rois_per_image": rows / batch}
         else:
             raise ValueError(f"kind must be 'inference' or 'training'; got {kind!r}")
         self.cases[case] = call

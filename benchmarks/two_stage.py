@@ -198,6 +198,12 @@ def ours_counts(model: FasterRCNN, images) -> dict:
 
 def ours_pieces(model: FasterRCNN, images, rounds: int, warmup: int) -> dict:
     """Median ms of ours' whole inference and of its pieces, each alone on inputs captured from one run."""
+    return interleaved_medians(ours_piece_fns(model, images), rounds=rounds, warmup=warmup)
+
+
+def ours_piece_fns(model: FasterRCNN, images) -> dict:
+    """`{"inference": predict_on_batch, piece name: callable}`: ours' whole inference and its pieces (backbone +
+    FPN, proposals, RoI align, box head, final NMS), each alone on its inputs captured from one eager run."""
     generator, pooler = model.rpn.test_proposals, model.roi_pooler
     (raw, proposal_inputs), pool_inputs = capture_call(
         pooler, lambda: capture_call(generator, lambda: model(images, training=False)))
@@ -218,7 +224,7 @@ def ours_pieces(model: FasterRCNN, images, rounds: int, warmup: int) -> dict:
         "box head": lambda: head_fn(pooled),
         "final NMS": lambda: nms_fn(boxes, scores),
     }
-    return interleaved_medians(fns, rounds=rounds, warmup=warmup)
+    return fns
 
 
 def pieces_table(pieces: dict[int, dict]) -> str:
@@ -333,21 +339,56 @@ def training_case(model: FasterRCNN, peer: TorchPeer, images, targets, losses: d
     )
 
 
-def parse_args(argv=None):
-    parser = detector_parser(__doc__.splitlines()[0], batches=(1, 2), image_size=800, multiple=32)
+def warn_if_busy() -> None:
+    """Warns when another job loads the machine (torch's OpenMP threads suffer most: see two_stage.py's docstring)."""
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(f"[bench] WARNING: load average {load:.2f}: another job is running; torch's timings suffer most "
+              "(see two_stage.py's docstring)", flush=True)
+
+
+def annotate_rows(rows, peer, losses) -> None:
+    """Adds to each row's note the peer's in-worker median and, for training rows, both sides' last losses
+    (flagging a non-finite one, after which the timing is not like for like)."""
+    for row in rows:
+        worker = peer.worker_ms.get(row["name"], [])[-row["rounds"]:]
+        if worker:
+            row["note"] += f"; torchvision in-worker median {statistics.median(worker):.1f} ms"
+        if row["name"] in losses:
+            ours_loss, peer_loss = losses[row["name"]]
+            row["note"] += f"; loss at the last timed step ours {ours_loss:.3f} / torchvision {peer_loss:.3f}"
+            bad = [side for side, value in (("ours", ours_loss), ("torchvision", peer_loss)) if not np.isfinite(value)]
+            if bad:
+                row["note"] += f" (**non-finite: {', '.join(bad)}; the timing is not like for like**)"
+                print(f"[bench] WARNING: non-finite training loss ({', '.join(bad)}) in {row['name']!r}", flush=True)
+
+
+def add_peer_arguments(parser, learning_rate=LEARNING_RATE, diverges="0.01"):
+    """The arguments every torchvision comparison takes (split, peer batch norm, torch python, learning rate)."""
     parser.add_argument("--no-split", action="store_true", help="skip the split of ours' inference time")
     parser.add_argument("--peer-batch-norm", choices=("frozen", "stock"), default="frozen",
                         help="torchvision's backbone norm: FrozenBatchNorm2d as ours (default) or the BatchNorm2d it builds")
     parser.add_argument("--torch-python", type=pathlib.Path,
                         default=pathlib.Path(os.environ.get("TORCH_VENV", DEFAULT_TORCH_VENV)) / "bin" / "python",
                         help="python of the torch virtualenv (default $TORCH_VENV/bin/python or benchmarks/.torch-venv)")
-    parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE,
-                        help=f"SGD learning rate of both sides' training steps (default {LEARNING_RATE:g}; 0.01 diverges, see above)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--learning-rate", type=float, default=learning_rate,
+                        help=f"SGD learning rate of both sides' training steps (default {learning_rate:g}; {diverges} "
+                             "diverges, see above)")
+
+
+def check_peer_arguments(parser, args):
+    """Refuses image sizes torchvision would pad and a run without warm-up."""
     if args.image_size % 32:
         parser.error(f"--image-size must be a multiple of 32 (torchvision pads to 32); got {args.image_size}")
     if args.warmup < 1:
         parser.error(f"--warmup must be >= 1 (the first call traces); got {args.warmup}")
+
+
+def parse_args(argv=None):
+    parser = detector_parser(__doc__.splitlines()[0], batches=(1, 2), image_size=800, multiple=32)
+    add_peer_arguments(parser)
+    args = parser.parse_args(argv)
+    check_peer_arguments(parser, args)
     return args
 
 
@@ -355,10 +396,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     size = args.image_size
     keras.utils.set_random_seed(0)
-    load = os.getloadavg()[0]
-    if load > 0.5:
-        print(f"[bench] WARNING: load average {load:.2f}: another job is running; torch's timings suffer most "
-              "(see the docstring)", flush=True)
+    warn_if_busy()
     # every batch is a prefix of one set of images and targets, which also calibrates both models
     base = make_images(max(args.batches), size, seed=1)
     targets, _ = make_targets(max(args.batches), size, seed=2, num_boxes=BOXES_PER_IMAGE, padded=BOXES_PER_IMAGE)
@@ -381,17 +419,7 @@ def main(argv=None) -> int:
     finally:
         peer.close()
 
-    for row in rows:
-        worker = peer.worker_ms.get(row["name"], [])[-row["rounds"]:]
-        if worker:
-            row["note"] += f"; torchvision in-worker median {statistics.median(worker):.1f} ms"
-        if row["name"] in losses:
-            ours_loss, peer_loss = losses[row["name"]]
-            row["note"] += f"; loss at the last timed step ours {ours_loss:.3f} / torchvision {peer_loss:.3f}"
-            bad = [side for side, value in (("ours", ours_loss), ("torchvision", peer_loss)) if not np.isfinite(value)]
-            if bad:
-                row["note"] += f" (**non-finite: {', '.join(bad)}; the timing is not like for like**)"
-                print(f"[bench] WARNING: non-finite training loss ({', '.join(bad)}) in {row['name']!r}", flush=True)
+    annotate_rows(rows, peer, losses)
     table = markdown_table(rows)
     print(table)
     split = pieces_table(pieces) if pieces else ""
