@@ -5,9 +5,11 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from kerasdet.backbones.resnet import ResNet
 from kerasdet.heads.keypoint_head import KeypointHead
 from kerasdet.heads.mask_head import MaskHead
 from kerasdet.ops._checks import output_size_pair
+from kerasdet.layers.feature_pyramid import FeaturePyramid
 from kerasdet.layers.multi_level_roi_align import MultiLevelRoIAlign
 from kerasdet.layers.roi_align import RoIAlign
 from kerasdet.layers.roi_pool import RoIPool
@@ -165,11 +167,18 @@ class MaskRCNN(FasterRCNN):
 
     @classmethod
     def compact(cls, num_classes, width=0.5, with_masks=True, num_keypoints=0, **kwargs):
-        """The compact Faster R-CNN (`FasterRCNN.compact`: ResNet-18 at `width`, FPN P3-P7 of 64 channels) with a
-        mask head of 4 conv 64 + deconv 64 on 14x14 RoIAlign over P3-P5 (28x28 masks) and, with `num_keypoints`,
-        a keypoint head of 4 conv 64 (56x56 heatmaps) trained on up to 16 RoIs per image."""
-        strides = {"P3": 8, "P4": 16, "P5": 32}
-        defaults = dict(with_masks=with_masks, num_keypoints=num_keypoints)
+        """The compact Faster R-CNN (`FasterRCNN.compact`: ResNet-18 at `width`, RPN on FPN P3-P7 of 64 channels) with
+        the FPN extended down to P2 (stride 4) for the RoI heads, as the FPN paper's Mask R-CNN pools RoIs from
+        P2-P5 (a star of 20 px spans 2.5 cells of P3, too few to place its tips to a pixel): the box head pools 7x7,
+        the mask head (4 conv 64 + deconv 64, 28x28 masks) and, with `num_keypoints`, the keypoint head (4 conv 64,
+        56x56 heatmaps, trained on up to 16 RoIs per image) pool 14x14, all over P2-P5."""
+        strides = {"P2": 4, "P3": 8, "P4": 16, "P5": 32}
+        defaults = dict(
+            with_masks=with_masks, num_keypoints=num_keypoints,
+            backbone=ResNet(18, levels=("C2", "C3", "C4", "C5"), width=width),
+            feature_pyramid=FeaturePyramid(min_level=2, max_level=7, num_channels=64, name="fpn"),
+            roi_pooler=MultiLevelRoIAlign(7, strides=strides, sampling_ratio=2, name="roi_align"),
+        )
         if with_masks:
             defaults.update(mask_head=MaskHead(num_classes, conv_dims=(64,) * 4, deconv_dim=64, name="mask_head"),
                             mask_pooler=MultiLevelRoIAlign(14, strides=strides, sampling_ratio=2, name="mask_roi_align"))
