@@ -41,6 +41,18 @@ def _ensure_rgb_batch(images, name="images"):
         return tf.ensure_shape(tf.identity(images), [None, None, None, 3])
 
 
+def _ensure_finite(images, name="images"):
+    """`images` after a check that every pixel is finite: ValueError naming `name` for an eager tensor, a run-time
+    InvalidArgumentError with the same message in a graph. (One NaN pixel would otherwise change every detection:
+    TensorFlow's max pooling turns NaN into 3.4e38; one training step on it turns the weights into NaN.)"""
+    message = f"`{name}` holds NaN or infinite pixel values; images must be finite RGB values in 0..255"
+    if tf.executing_eagerly():
+        if not bool(tf.reduce_all(tf.math.is_finite(images))):
+            raise ValueError(message)
+        return images
+    return tf.debugging.assert_all_finite(images, message)
+
+
 def _check_targets(y, batch=None):
     """Raises TypeError/ValueError naming `y` unless it is the padded target dict of DESIGN.md §3."""
     if not isinstance(y, dict):
@@ -357,6 +369,8 @@ class Detector(keras.Model):
                 images = tf.convert_to_tensor(images)
                 if images.shape.rank is None or images.shape[-1] is None:
                     images = _ensure_rgb_batch(images)
+                if images.dtype.is_floating:
+                    images = _ensure_finite(images)
                 # the network sees the images padded to its size divisor; boxes stay in the input's pixels
                 images = pad_images(images, self.size_divisor, self.input_pad_value)
                 rois = None if rois is None else tf.cast(rois, tf.float32)
@@ -533,7 +547,11 @@ class Detector(keras.Model):
             scaled = self.optimizer.scale_loss(loss) if self.optimizer is not None else loss
         variables = self.trainable_weights
         gradients = tape.gradient(scaled, variables)
-        self.optimizer.apply_gradients(zip(gradients, variables))
+        # no update at all (AdamW's weight decay does not wait for the gradients) unless the images are finite
+        images = tf.convert_to_tensor(self.split_inputs(x)[0])
+        gate = [_ensure_finite(images, "x (images)")] if images.dtype.is_floating else []
+        with tf.control_dependencies(gate):
+            self.optimizer.apply_gradients(zip(gradients, variables))
         # detection metrics (COCO AP...) are updated in evaluate() only, not on every training batch
         return {k: v for m in self.metrics if m not in self._detection_metrics for k, v in _result(m).items()}
 

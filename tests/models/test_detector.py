@@ -357,3 +357,23 @@ def test_evaluate_feeds_metrics_the_targets_in_the_models_box_format():
     # the fixed model predicts the three target boxes (in some order of score)
     for box in given[0, :3]:
         assert np.any(np.all(np.isclose(predicted[0], box, atol=1e-3), axis=1))
+
+
+def test_images_with_nan_or_inf_are_refused_at_every_entry(model):
+    """One NaN pixel would change every detection (and one training step on it every weight): refused, naming the
+    images, eagerly and inside predict's graph."""
+    bad = np.full((1, SIZE, SIZE, 3), 100.0, np.float32)
+    bad[0, 3, 4, 1] = np.nan
+    with pytest.raises(ValueError, match="images.*NaN"):
+        model(bad)
+    with pytest.raises(ValueError, match="images.*NaN"):
+        model.detect(bad)
+    with pytest.raises(Exception, match="NaN or infinite"):
+        make_model().predict(np.where(np.isnan(bad), np.inf, bad), verbose=0)
+    trained = make_model()
+    trained.compile()
+    before = [w.numpy().copy() for w in trained.trainable_weights]
+    targets = {"boxes": np.array([[[2.0, 2.0, 20.0, 20.0]]], np.float32), "labels": np.array([[0]], np.int32)}
+    with pytest.raises(Exception, match="NaN or infinite"):
+        trained.train_on_batch(bad, targets)
+    assert all(np.array_equal(b, w.numpy()) for b, w in zip(before, trained.trainable_weights))
