@@ -335,6 +335,9 @@ class Detector(keras.Model):
         sizes padded into one batch)."""
         images, _ = self.split_inputs(inputs)
         boxes, scores = self.decode_candidates(raw, images)
+        # a candidate whose box has no area inside the image (e.g. from an anchor in the padding) is no detection
+        has_area = (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])
+        scores = tf.where(has_area if has_area.shape.rank == scores.shape.rank else has_area[..., None], scores, 0.0)
         detections = batched_non_max_suppression(
             boxes,
             scores,
