@@ -124,6 +124,15 @@ def _flat_close(a, b, atol, what, per_key=None):
         assert x.shape == y.shape, f"{what} {key}: {x.shape} vs {y.shape}"
         if x.dtype.kind in "biu":
             np.testing.assert_array_equal(x, y, err_msg=f"{what} {key}")
+        elif key == "keypoints":
+            # a keypoint is a heatmap's argmax: on a barely fitted model's nearly flat maps two bins can tie to the
+            # last bit and swap between two graphs; such keypoints (peak probability < 0.05, where a confident one is
+            # near 1) may differ, at most one in a thousand, and every other value must agree
+            tolerance = max(atol, (per_key or {}).get(key, 0.0))
+            differs = np.abs(x - y) > tolerance
+            unsure = (x[..., 2:3] < 0.05) & (y[..., 2:3] < 0.05)
+            assert not (differs & ~unsure).any(), f"{what} {key}: confident keypoints differ"
+            assert differs.mean() <= 1e-3, f"{what} {key}: {int(differs.sum())} of {differs.size} values differ"
         else:
             tolerance = max(atol, (per_key or {}).get(key, 0.0))
             np.testing.assert_allclose(x, y, atol=tolerance, rtol=0, err_msg=f"{what} {key}")
