@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from kerasdet.heads.per_roi import build_stack, conv_stack, per_roi
+
 
 @keras.saving.register_keras_serializable(package="kerasdet")
 class KeypointHead(keras.layers.Layer):
@@ -45,15 +47,11 @@ class KeypointHead(keras.layers.Layer):
         self.num_keypoints = int(num_keypoints)
         self.conv_dims = tuple(int(d) for d in conv_dims)
         self.upsample = int(upsample)
-        self.convs = [keras.layers.Conv2D(d, 3, padding="same", activation="relu", kernel_initializer="he_normal",
-                                          name=f"keypoint_fcn{i + 1}") for i, d in enumerate(self.conv_dims)]
+        self.convs = conv_stack(self.conv_dims, "keypoint_fcn")
         self.deconv = None  # made in build(): its initial scale depends on the channels it reads
 
     def build(self, features_shape):
-        shape = (None,) + tuple(features_shape[2:])
-        for conv in self.convs:
-            conv.build(shape)
-            shape = shape[:-1] + (conv.filters,)
+        shape = build_stack(self.convs, features_shape)
         # He initialisation over the deconvolution's inputs (channels x 4 x 4): Keras' "he_normal" would count a
         # Conv2DTranspose kernel's fan-in from its K output maps, starting 5x too large for K = 17
         std = (2.0 / (int(shape[-1]) * 16)) ** 0.5
@@ -64,16 +62,16 @@ class KeypointHead(keras.layers.Layer):
         self.built = True
 
     def call(self, features, training=False):
-        shape = tf.shape(features)
-        x = tf.reshape(features, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
+        return per_roi(self._network, features)
+
+    def _network(self, x):
         for conv in self.convs:
             x = conv(x)
         x = tf.cast(self.deconv(x), tf.float32)
         if self.upsample > 1:
             size = tf.shape(x)[1:3] * self.upsample
             x = tf.image.resize(x, size, method="bilinear")  # half-pixel centres, as the paper's upsampling
-        out_shape = tf.shape(x)
-        return tf.reshape(x, tf.concat([shape[:2], out_shape[1:]], axis=0))
+        return x
 
     @staticmethod
     def loss(heatmaps, target_indices, valid):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from kerasdet.heads.per_roi import build_stack, conv_stack, per_roi
+
 
 @keras.saving.register_keras_serializable(package="kerasdet")
 class MaskHead(keras.layers.Layer):
@@ -45,30 +47,25 @@ class MaskHead(keras.layers.Layer):
         self.conv_dims = tuple(int(d) for d in conv_dims)
         self.deconv_dim = int(deconv_dim)
         # He (MSRA) initialisation as the paper's code; the predictor starts near 0 (masks near 0.5)
-        self.convs = [keras.layers.Conv2D(d, 3, padding="same", activation="relu", kernel_initializer="he_normal",
-                                          name=f"mask_fcn{i + 1}") for i, d in enumerate(self.conv_dims)]
+        self.convs = conv_stack(self.conv_dims, "mask_fcn")
         self.deconv = keras.layers.Conv2DTranspose(self.deconv_dim, 2, strides=2, activation="relu",
                                                    kernel_initializer="he_normal", name="mask_deconv")
         self.predictor = keras.layers.Conv2D(self.num_classes, 1, name="mask_logits",
                                              kernel_initializer=keras.initializers.RandomNormal(stddev=0.001))
 
     def build(self, features_shape):
-        shape = (None,) + tuple(features_shape[2:])
-        for conv in self.convs:
-            conv.build(shape)
-            shape = shape[:-1] + (conv.filters,)
+        shape = build_stack(self.convs, features_shape)
         self.deconv.build(shape)
         self.predictor.build(shape[:1] + (None, None, self.deconv_dim))
         self.built = True
 
     def call(self, features, training=False):
-        shape = tf.shape(features)
-        x = tf.reshape(features, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
+        return tf.cast(per_roi(self._network, features), tf.float32)
+
+    def _network(self, x):
         for conv in self.convs:
             x = conv(x)
-        logits = tf.cast(self.predictor(self.deconv(x)), tf.float32)
-        out_shape = tf.shape(logits)
-        return tf.reshape(logits, tf.concat([shape[:2], out_shape[1:]], axis=0))
+        return self.predictor(self.deconv(x))
 
     @staticmethod
     def class_maps(logits, labels):

@@ -330,11 +330,13 @@ class FasterRCNN(Detector):
             features = self.fpn(features, training=training)
         return features
 
-    def pool_rois(self, features, rois):
-        """`[B, R, ph, pw, C]` features of `rois` from the pooler's map(s)."""
-        if isinstance(self.roi_pooler, MultiLevelRoIAlign):
-            return self.roi_pooler(features, rois)
-        return self.roi_pooler(features[self.roi_features], rois)
+    def pool_rois(self, features, rois, pooler=None):
+        """`[B, R, ph, pw, C]` features of `rois` from `pooler`'s map(s) (the box head's pooler by default; a
+        single-map pooler reads `roi_features`)."""
+        pooler = self.roi_pooler if pooler is None else pooler
+        if isinstance(pooler, MultiLevelRoIAlign):
+            return pooler(features, rois)
+        return pooler(features[self.roi_features], rois)
 
     def call(self, inputs, training=False, targets=None):
         images, _ = self.split_inputs(inputs)

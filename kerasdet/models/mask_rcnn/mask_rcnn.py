@@ -8,22 +8,19 @@ import tensorflow as tf
 from kerasdet.backbones.resnet import ResNet
 from kerasdet.heads.keypoint_head import KeypointHead
 from kerasdet.heads.mask_head import MaskHead
+from kerasdet.heads.per_roi import per_roi
 from kerasdet.ops._checks import output_size_pair
 from kerasdet.layers.feature_pyramid import FeaturePyramid
 from kerasdet.layers.multi_level_roi_align import MultiLevelRoIAlign
 from kerasdet.layers.roi_align import RoIAlign
 from kerasdet.layers.roi_pool import RoIPool
 from kerasdet.models.detector import StandardTargets
-from kerasdet.models.faster_rcnn.faster_rcnn import FasterRCNN
+from kerasdet.models.faster_rcnn.faster_rcnn import FasterRCNN, _deserialize
 from kerasdet.ops.keypoints import heatmaps_to_keypoints, keypoint_heatmap_targets
 from kerasdet.ops.masks import crop_masks, paste_masks
 
 _POOLERS = (RoIPool, RoIAlign, MultiLevelRoIAlign)
 MASK_OUTPUTS = ("pasted", "roi")
-
-
-def _deserialize(value):
-    return keras.saving.deserialize_keras_object(value) if isinstance(value, dict) else value
 
 
 def _serialize(value):
@@ -273,20 +270,11 @@ class MaskRCNN(FasterRCNN):
 
     # -- forward -------------------------------------------------------------------------------------
 
-    def _pool(self, pooler, features, rois):
-        if isinstance(pooler, MultiLevelRoIAlign):
-            return pooler(features, rois)
-        return pooler(features[self.roi_features], rois)
-
     def _mask_features(self, features, rois, training):
         if self.mask_pooler is not None:
-            return self._pool(self.mask_pooler, features, rois)
+            return self.pool_rois(features, rois, self.mask_pooler)
         # the C4 form: the box head's pooling and its conv5 tower, shared
-        pooled = self.pool_rois(features, rois)
-        shape = tf.shape(pooled)
-        x = self.box_head.tower(tf.reshape(pooled, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0)),
-                                training=training)
-        return tf.reshape(x, tf.concat([shape[:2], tf.shape(x)[1:]], axis=0))
+        return per_roi(self.box_head.tower, self.pool_rois(features, rois), training=training)
 
     def call(self, inputs, training=False, targets=None):
         out = super().call(inputs, training=training, targets=targets)
@@ -325,7 +313,7 @@ class MaskRCNN(FasterRCNN):
             rois = tf.gather(rois, keep, batch_dims=1)
             keypoints = tf.gather(keypoints, keep, batch_dims=1)
             positive = tf.gather(positive, keep, batch_dims=1)
-        heatmaps = self.keypoint_head(self._pool(self.keypoint_pooler, features, rois), training=training)
+        heatmaps = self.keypoint_head(self.pool_rois(features, rois, self.keypoint_pooler), training=training)
         indices, valid = keypoint_heatmap_targets(keypoints, rois, self._heatmap_size())
         return {"heatmaps": heatmaps, "indices": indices, "valid": valid & positive[..., None]}
 
@@ -371,7 +359,7 @@ class MaskRCNN(FasterRCNN):
                     masks = tf.cast(masks >= self.mask_threshold, tf.uint8)
             out["masks"] = _pad_rows(masks, total)
         if self.num_keypoints:
-            heatmaps = self.keypoint_head(self._pool(self.keypoint_pooler, features, boxes), training=False)
+            heatmaps = self.keypoint_head(self.pool_rois(features, boxes, self.keypoint_pooler), training=False)
             keypoints = heatmaps_to_keypoints(heatmaps, boxes)
             carries = valid
             if self.keypoint_classes is not None:
