@@ -13,8 +13,8 @@ OUTPUT_KEYS = ("boxes", "scores", "labels", "num_detections")
 
 def _decode_batch(encoded, pad_value=(0.0, 0.0, 0.0)):
     """Decodes a batch of JPEG/PNG strings: (float32 `[B, H, W, 3]`, int32 sizes `[B, 2]`), smaller images padded at
-    the bottom/right with the RGB `pad_value` (the model's: the pixel its preprocessing maps to zero), so that an
-    image's detections do not depend on the other images of the request."""
+    the bottom/right with the RGB `pad_value` (the model's: the pixel its preprocessing maps to zero); the model
+    crops each image back to its size before detecting on it."""
     value = tf.constant(pad_value, tf.float32)
 
     def decode(data):
@@ -44,10 +44,9 @@ def saved_model(model, path, overwrite: bool = False, mask_threshold=None) -> pa
       `num_detections int32 [B]`, plus the family's own outputs (`model.output_keys`: masks,
       keypoints...), NMS inside the graph. Families that detect on external proposals
       (`model.needs_rois`) also take `rois` float32 `[None, None, 4]` (xyxy pixels, padding rows -1).
-    - `serving_bytes`: `images` string `[None]` of encoded JPEG/PNG -> the same outputs; images of
-      different sizes in one request are padded at the bottom/right with the model's pad value, and each
-      image's boxes are clipped to its own size (masks come at the request's padded size: crop them to the
-      image).
+    - `serving_bytes`: `images` string `[None]` of encoded JPEG/PNG -> the same outputs; each image of
+      the request is detected at its own size, so its results are those it gets alone, whatever the other
+      images (masks come at the request's largest size, zero outside the image: crop them to it).
 
     The export loads with `tf.saved_model.load(path)` in a process that never imports kerasdet.
 

@@ -53,8 +53,10 @@ class RegionProposalNetwork(keras.layers.Layer):
 
     Call arguments:
         maps: list of `[B, H_l, W_l, C]` feature maps, one per level (finest first).
-        images: the `[B, H, W, 3]` images (their size clips the proposals).
+        images: the `[B, H, W, 3]` images (their size places the anchors and, by default, clips the proposals).
         training: Keras' training flag: picks the proposal budget.
+        image_sizes: optional int `[B, 2]` (height, width) of each image before it was padded into the batch:
+            proposals are clipped to it and anchors centred outside it are no candidates.
 
     Returns:
         dict `"objectness"` float32 `[B, A, 1 or 2]` logits, `"deltas"` `[B, A, 4]`, `"anchors"`
@@ -136,7 +138,7 @@ class RegionProposalNetwork(keras.layers.Layer):
         hidden = self.conv(x, training=training)
         return self.objectness_conv(hidden, training=training), self.delta_conv(hidden, training=training)
 
-    def call(self, maps, images, training=False):
+    def call(self, maps, images, training=False, image_sizes=None):
         maps = list(maps)
         heads = [self._head(m, training) for m in maps]
         objectness = flatten_levels([h[0] for h in heads], self.logits_per_anchor, concat=False)
@@ -144,7 +146,8 @@ class RegionProposalNetwork(keras.layers.Layer):
         anchors = self.anchor_generator(images, *maps)
         scores = [self.objectness_score(o) for o in objectness]
         generator = self.train_proposals if training else self.test_proposals
-        proposals = generator(scores, deltas, anchors, images)
+        # proposals stay inside each image's own pixels (`image_sizes` [B, 2], before padding; default: `images`)
+        proposals = generator(scores, deltas, anchors, images if image_sizes is None else image_sizes)
         return {
             "objectness": tf.concat(objectness, axis=1),
             "deltas": tf.concat(deltas, axis=1),

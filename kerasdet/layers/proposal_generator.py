@@ -35,7 +35,10 @@ class ProposalGenerator(keras.layers.Layer):
     Per image (Ren et al., 2015, §3.1 and §3.3; the order follows Detectron2's
     `find_top_rpn_proposals`):
 
-    1. per level, keep the `pre_nms_topk` anchors with the highest logits (ties: lower index);
+    1. per level, keep the `pre_nms_topk` anchors with the highest logits (ties: lower index) among those
+       whose centre lies inside the image (`0 <= x < W`, `0 <= y < H`): an anchor centred in the padding
+       of a smaller image in a batch is no candidate, so an image's proposals do not depend on its batch
+       mates;
     2. decode their deltas against the anchors with `DeltaCoder` weights (1, 1, 1, 1) and the
        log(1000/16) clamp on dw, dh (`scale_clamp`);
     3. clip to the image (`[0, W] x [0, H]`);
@@ -166,6 +169,9 @@ class ProposalGenerator(keras.layers.Layer):
     # -- computation ------------------------------------------------------------------------------
 
     def _level_candidates(self, logits, deltas, anchors, sizes, level):
+        centre = (anchors[None, :, :2] + anchors[None, :, 2:]) / 2.0
+        inside = tf.reduce_all((centre >= 0.0) & (centre < sizes[:, None, ::-1]), axis=-1)
+        logits = tf.where(inside, logits, float("-inf"))  # never kept: `keep` below needs a finite logit
         num_anchors = logits.shape[1]
         if num_anchors is not None:
             k = min(self.pre_nms_topk, num_anchors)

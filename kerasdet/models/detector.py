@@ -218,6 +218,9 @@ class Detector(keras.Model):
     extra_output_keys: tuple = ()
     #: True for families that detect on external proposals: inputs are {"images", "rois"}
     needs_rois: bool = False
+    #: True for families whose `call` takes `image_sizes` (int `[B, 2]`, each image's height and width before
+    #: padding; `__call__` passes them) to keep proposals inside each image's own pixels
+    takes_image_sizes: bool = False
 
     def __init__(self, num_classes, class_names=None, score_threshold=0.05, nms_iou_threshold=0.5,
                  max_detections=100, bounding_box_format="xyxy", **kwargs):
@@ -278,6 +281,13 @@ class Detector(keras.Model):
     def output_keys(self) -> tuple:
         """The keys `predict`, the export and the CLI return for this model."""
         return BASE_OUTPUT_KEYS + tuple(self.extra_output_keys)
+
+    def output_signature(self) -> dict:
+        """`tf.TensorSpec` of each of one image's outputs (no batch axis; `None` where the image's size decides).
+        Families with extra outputs add theirs."""
+        n = self.max_detections
+        return {"boxes": tf.TensorSpec([n, 4], tf.float32), "scores": tf.TensorSpec([n], tf.float32),
+                "labels": tf.TensorSpec([n], tf.int32), "num_detections": tf.TensorSpec([], tf.int32)}
 
     # -- inputs and targets ---------------------------------------------------------------------------
 
@@ -365,6 +375,7 @@ class Detector(keras.Model):
             if not isinstance(targets, StandardTargets) and inputs is not None:
                 targets = self.standardize_targets(targets, tf.convert_to_tensor(self.split_inputs(inputs)[0]))
             kwargs["targets"] = dict(targets)  # layers take plain nested structures
+        image_sizes = kwargs.pop("image_sizes", None)
         if inputs is not None:
             images, rois = self.split_inputs(inputs)
             _check_images(images)
@@ -374,6 +385,10 @@ class Detector(keras.Model):
                     images = _ensure_rgb_batch(images)
                 if images.dtype.is_floating:
                     images = _ensure_finite(images)
+                if self.takes_image_sizes:
+                    if image_sizes is None:  # the batch's own size, before padding to the size divisor
+                        image_sizes = tf.tile(tf.shape(images)[None, 1:3], [tf.shape(images)[0], 1])
+                    kwargs["image_sizes"] = tf.cast(image_sizes, tf.int32)
                 # the network sees the images padded to its size divisor; boxes stay in the input's pixels
                 images = pad_images(images, self.size_divisor, self.input_pad_value)
                 rois = None if rois is None else tf.cast(rois, tf.float32)
@@ -405,9 +420,10 @@ class Detector(keras.Model):
 
     def detect_padded(self, inputs, image_sizes=None) -> dict:
         """`detect` for a batch of images of different sizes padded at the bottom/right into one tensor (as the
-        export's `serving_bytes` decodes them): `image_sizes` int `[B, 2]` (height, width) clips each image's
-        boxes to its own size. Pad with `input_pad_value` so that an image's detections do not depend on its
-        batch mates."""
+        export's `serving_bytes` decodes them): `image_sizes` int `[B, 2]` (height, width) gives each image's own
+        size. Each image is then cropped to its size and detected on alone (padded only to the model's
+        `size_divisor`), so its detections do not depend on its batch mates: they equal those of the image given
+        alone. Pasted masks come at the batch's padded size (zero outside the image)."""
         images, rois = self.split_inputs(inputs)
         _check_images(images)
         images = tf.convert_to_tensor(images)
@@ -415,9 +431,10 @@ class Detector(keras.Model):
             images = _ensure_rgb_batch(images)
         if rois is not None:
             rois = tf.cast(rois, tf.float32)
+        detect = self._detect if image_sizes is None else self._detect_each
         batch = images.shape[0]
         if batch is not None and batch > 0:
-            return self._detect(images, rois, image_sizes)
+            return detect(images, rois, image_sizes)
         count = tf.shape(images)[0]
         if batch == 0:
             safe = self._blank_image(images)
@@ -429,15 +446,32 @@ class Detector(keras.Model):
         if image_sizes is not None:
             hw = tf.shape(safe)[1:3]
             safe_sizes = tf.cond(count > 0, lambda: tf.cast(image_sizes, tf.int32), lambda: hw[None])
-        return tf.nest.map_structure(lambda t: t[:count], self._detect(safe, safe_rois, safe_sizes))
+        return tf.nest.map_structure(lambda t: t[:count], detect(safe, safe_rois, safe_sizes))
 
     def _detect(self, images, rois=None, image_sizes=None):
         inputs = images if rois is None else {"images": images, "rois": rois}
-        raw = self(inputs, training=False)
+        raw = self(inputs, training=False, image_sizes=image_sizes)
         return self.postprocess(raw, inputs, image_sizes)
 
+    def _detect_each(self, images, rois, image_sizes):
+        """Detections of each image of a padded batch on its own: cropped to its `image_sizes` row, detected as a
+        batch of one, pasted masks padded back to the batch's size."""
+        sizes = tf.cast(image_sizes, tf.int32)
+        height, width = tf.shape(images)[1], tf.shape(images)[2]
+        signature = {k: v for k, v in self.output_signature().items() if k in self.output_keys}
+
+        def one(i):
+            image = images[i:i + 1, : sizes[i, 0], : sizes[i, 1]]
+            out = {k: v[0] for k, v in self._detect(image, None if rois is None else rois[i:i + 1]).items()}
+            if "masks" in out and getattr(self, "mask_output", "pasted") == "pasted":
+                out["masks"] = tf.pad(out["masks"], [[0, 0], [0, height - sizes[i, 0]], [0, width - sizes[i, 1]]])
+            return {k: out[k] for k in signature}
+
+        return tf.map_fn(one, tf.range(tf.shape(images)[0]), fn_output_signature=signature)
+
     def _detect_list(self, images):
-        """Detections for a list of `[H, W, 3]` images: one padded batch, then one dict per image."""
+        """Detections for a list of `[H, W, 3]` images, one dict per image. Images of the same size are detected
+        as one batch, each size apart, so an image's detections do not depend on the others in the list."""
         if self.needs_rois:
             raise ValueError("a list of images carries no rois: this family detects on {'images', 'rois'} batches")
         if not images:
@@ -448,18 +482,24 @@ class Detector(keras.Model):
         if tf.executing_eagerly():
             for image in tensors:
                 _warn_if_unit_range(image)
-        sizes = tf.stack([tf.shape(t)[:2] for t in tensors])
-        height, width = tf.reduce_max(sizes[:, 0]), tf.reduce_max(sizes[:, 1])
-        value = tf.constant(self.input_pad_value, tf.float32)
-        batch = tf.stack([tf.pad(t - value, [[0, height - tf.shape(t)[0]], [0, width - tf.shape(t)[1]], [0, 0]]) + value
-                          for t in tensors])
-        out = self._detect(batch, image_sizes=sizes)
-        results = []
-        for i in range(len(tensors)):
-            one = {k: v[i] for k, v in out.items()}
-            if "masks" in one and getattr(self, "mask_output", "pasted") == "pasted":
-                one["masks"] = one["masks"][:, : sizes[i, 0], : sizes[i, 1]]
-            results.append(one)
+        shapes = [tuple(t.shape[:2]) for t in tensors]
+        if any(None in shape for shape in shapes):  # sizes known only when the graph runs: one padded batch
+            sizes = tf.stack([tf.shape(t)[:2] for t in tensors])
+            height, width = tf.reduce_max(sizes[:, 0]), tf.reduce_max(sizes[:, 1])
+            batch = tf.stack([tf.pad(t, [[0, height - tf.shape(t)[0]], [0, width - tf.shape(t)[1]], [0, 0]])
+                              for t in tensors])
+            out = self.detect_padded(batch, sizes)
+            results = [{k: v[i] for k, v in out.items()} for i in range(len(tensors))]
+            for one, t in zip(results, tensors):
+                if "masks" in one and getattr(self, "mask_output", "pasted") == "pasted":
+                    one["masks"] = one["masks"][:, : tf.shape(t)[0], : tf.shape(t)[1]]
+            return results
+        results = [None] * len(tensors)
+        for shape in dict.fromkeys(shapes):
+            members = [i for i, s in enumerate(shapes) if s == shape]
+            out = self.detect_padded(tf.stack([tensors[i] for i in members]))
+            for row, i in enumerate(members):
+                results[i] = {k: v[row] for k, v in out.items()}
         return results
 
     @staticmethod

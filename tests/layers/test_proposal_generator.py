@@ -70,6 +70,21 @@ def test_per_image_sizes_clip_each_image():
     assert rois[:, 2].max() <= 50 and rois[:, 3].max() <= 40
 
 
+def test_anchors_centred_in_the_padding_are_no_candidates():
+    """An image padded into a larger batch gets the proposals it gets alone: the anchors centred in its padding
+    (here with the highest logits) are skipped, the same pre-NMS budget goes to the anchors over the image."""
+    rng = np.random.default_rng(5)
+    logits, deltas, anchors = _level(rng, 1, (64, 96), 8, (16, 32))
+    centre = (anchors[:, :2] + anchors[:, 2:]) / 2
+    inside = (centre[:, 0] < 50) & (centre[:, 1] < 40)
+    logits[0, ~inside] = 50.0
+    padded = ProposalGenerator(30, 20)(logits, deltas, anchors, np.array([[40, 50]], np.float32))
+    alone = ProposalGenerator(30, 20)(logits[:, inside], deltas[:, inside], anchors[inside], np.array([40, 50]))
+    for key in ("rois", "scores", "num_rois"):
+        np.testing.assert_array_equal(padded[key].numpy(), alone[key].numpy())
+    assert int(padded["num_rois"][0]) > 0
+
+
 def test_padding_and_non_finite_inputs():
     anchors = np.array([[0, 0, 10, 10], [50, 50, 60, 60], [0, 0, 10, 10], [20, 20, 30, 30]], np.float32)
     logits = np.array([[3.0, 2.0, 1.0, np.nan]], np.float32)

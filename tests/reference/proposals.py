@@ -1,6 +1,7 @@
 """Slow numpy reference for RPN proposal generation (Faster R-CNN; Detectron2's find_top_rpn_proposals).
 
-Per image and level: top-k logits (ties: lower index), decode with weights (1, 1, 1, 1) and the
+Per image and level: among the anchors centred inside the image (0 <= centre < size), top-k logits
+(ties: lower index), decode with weights (1, 1, 1, 1) and the
 log(1000/16) clamp, clip to the image, drop boxes with width or height <= min_size, greedy NMS (ranked
 by logit, ties by position, IoU strictly above the threshold suppresses; IoU in float32); then the
 post-NMS top-k over all levels by logit (ties: lower level, then NMS order).
@@ -23,7 +24,9 @@ def proposals_image(levels, image_hw, pre_nms_topk, post_nms_topk, iou_threshold
     clamp = math.log(1000.0 / 16.0)
     candidates = []  # (logit, level, nms order, box)
     for level, (logits, deltas, anchors) in enumerate(levels):
-        order = sorted(range(len(logits)), key=lambda i: (-float(logits[i]), i))[:pre_nms_topk]
+        inside = [i for i in range(len(logits))
+                  if 0.0 <= (anchors[i][0] + anchors[i][2]) / 2.0 < w and 0.0 <= (anchors[i][1] + anchors[i][3]) / 2.0 < h]
+        order = sorted(inside, key=lambda i: (-float(logits[i]), i))[:pre_nms_topk]
         boxes, scores = [], []
         for i in order:
             x1, y1, x2, y2 = delta_decode(anchors[i], deltas[i], (1.0, 1.0, 1.0, 1.0), clamp)

@@ -106,6 +106,7 @@ class FasterRCNN(Detector):
     """
 
     loss_terms = ("rpn_objectness_loss", "rpn_box_loss", "roi_class_loss", "roi_box_loss")
+    takes_image_sizes = True  # proposals are clipped to (and anchors chosen inside) each image before padding
     #: the stages of the paper's 4-step alternating training and the loss terms each trains
     STAGE_TERMS = {
         "joint": loss_terms,
@@ -338,15 +339,16 @@ class FasterRCNN(Detector):
             return pooler(features, rois)
         return pooler(features[self.roi_features], rois)
 
-    def call(self, inputs, training=False, targets=None):
+    def call(self, inputs, training=False, targets=None, image_sizes=None):
         images, _ = self.split_inputs(inputs)
         features = self._features(images, training)
         if self.proposal_model is None:
-            out = dict(self.rpn([features[k] for k in self.rpn_features], images, training=training))
+            out = dict(self.rpn([features[k] for k in self.rpn_features], images, training=training,
+                                image_sizes=image_sizes))
         else:  # step 2 of the alternating scheme: another network's proposals (no gradient, no RPN loss)
             source = self.proposal_model
             out = dict(source.rpn([source._features(images, False)[k] for k in source.rpn_features], images,
-                                  training=training))
+                                  training=training, image_sizes=image_sizes))
             out = tf.nest.map_structure(tf.stop_gradient, out)
         rois = out["proposals"]
         uses_rpn_terms = any(t.startswith("rpn_") for t in self.STAGE_TERMS[self.training_stage])

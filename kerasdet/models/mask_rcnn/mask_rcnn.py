@@ -156,6 +156,17 @@ class MaskRCNN(FasterRCNN):
     def extra_output_keys(self):
         return ("masks",) * self.with_masks + ("keypoints",) * bool(self.num_keypoints)
 
+    def output_signature(self):
+        """The base outputs plus `masks` `[N, H, W]` (pasted: the image's size; "roi": the head's maps) and
+        `keypoints` `[N, K, 3]`."""
+        n, out = self.max_detections, super().output_signature()
+        if self.with_masks:
+            pasted_binary = self.mask_output == "pasted" and self.mask_threshold is not None
+            out["masks"] = tf.TensorSpec([n, None, None], tf.uint8 if pasted_binary else tf.float32)
+        if self.num_keypoints:
+            out["keypoints"] = tf.TensorSpec([n, self.num_keypoints, 3], tf.float32)
+        return out
+
     @property
     def loss_terms(self):
         return FasterRCNN.loss_terms + ("mask_loss",) * self.with_masks + ("keypoint_loss",) * bool(self.num_keypoints)
@@ -276,8 +287,8 @@ class MaskRCNN(FasterRCNN):
         # the C4 form: the box head's pooling and its conv5 tower, shared
         return per_roi(self.box_head.tower, self.pool_rois(features, rois), training=training)
 
-    def call(self, inputs, training=False, targets=None):
-        out = super().call(inputs, training=training, targets=targets)
+    def call(self, inputs, training=False, targets=None, image_sizes=None):
+        out = super().call(inputs, training=training, targets=targets, image_sizes=image_sizes)
         if targets is None or self.training_stage == "rpn":
             return out
         features, sampled = out["features"], out["sampled"]
