@@ -27,8 +27,8 @@ from kerasdet.data import CocoDataset, prepare, synthetic, write_coco  # noqa: E
 SUPERCLASSES = ("round", "convex_polygon", "concave_polygon")
 
 
-def make_demo_data(folder, num_images=200, image_size=256, seed=4004):
-    """Writes `num_images` synthetic images relabelled into SUPERCLASSES as a COCO folder; returns the json path."""
+def demo_samples(num_images=200, image_size=256, seed=4004):
+    """`num_images` synthetic (image, targets) samples relabelled into SUPERCLASSES."""
     names, parents = synthetic.hierarchy()
     to_super = []
     for name in synthetic.class_names():
@@ -41,6 +41,24 @@ def make_demo_data(folder, num_images=200, image_size=256, seed=4004):
     for i in range(num_images):
         image, targets = synthetic.render(i, image_size=image_size, seed=seed)
         samples.append((image, {"boxes": targets["boxes"], "labels": to_super[targets["labels"]]}))
+    return samples
+
+
+def make_demo_voc(folder, num_images=200, image_size=256, seed=4004, val_fraction=0.25):
+    """The demo samples as a Pascal VOC folder with `train` and `val` image sets; returns the folder."""
+    from kerasdet.data import write_voc
+
+    samples = demo_samples(num_images, image_size, seed)
+    n_val = max(1, int(round(num_images * val_fraction)))
+    ids = [f"{i + 1:06d}" for i in range(num_images)]
+    write_voc(samples[n_val:], str(folder), list(SUPERCLASSES), split="train", image_ids=ids[n_val:])
+    write_voc(samples[:n_val], str(folder), list(SUPERCLASSES), split="val", image_ids=ids[:n_val])
+    return pathlib.Path(folder)
+
+
+def make_demo_data(folder, num_images=200, image_size=256, seed=4004):
+    """Writes `num_images` synthetic images relabelled into SUPERCLASSES as a COCO folder; returns the json path."""
+    samples = demo_samples(num_images, image_size, seed)
     folder = pathlib.Path(folder)
     path = folder / "annotations.json"
     write_coco(samples, str(path), list(SUPERCLASSES), image_dir=str(folder / "images"))

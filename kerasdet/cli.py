@@ -66,8 +66,53 @@ def _flip_map_from_names(names):
     return [names.index(mirrored(n)) if mirrored(n) in names else i for i, n in enumerate(names)]
 
 
-def open_dataset(spec: str, split: str, images: int | None, image_size: int, with_masks=False, with_keypoints=False):
+def parse_class_names(value):
+    """`--class-names`: a text file with one name per line, or a comma-separated list -> list of names."""
+    if value is None:
+        return None
+    path = pathlib.Path(value)
+    if path.is_file():
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names:
+        raise SystemExit(f"kerasdet: --class-names {value!r} holds no name (give a file with one name per line, or "
+                         "a comma list such as disc,square,star)")
+    if len(set(names)) != len(names):
+        raise SystemExit(f"kerasdet: --class-names repeats a name: {names}")
+    return names
+
+
+#: the image sets tried, in order, when a `voc:ROOT` spec names none (then: every Annotations/*.xml)
+VOC_DEFAULT_SPLITS = {"train": ("trainval", "train"), "test": ("test", "val"), "val": ("val", "test")}
+
+
+def _voc_reader(root, sub_split, purpose, class_names, prefer_names):
+    from kerasdet.data import VocDataset
+
+    split = sub_split or next((s for s in VOC_DEFAULT_SPLITS.get(purpose, ()) if s in VocDataset.splits(root)), None)
+    where = f"image set {split!r}" if split else "every Annotations/*.xml (no ImageSets/Main/ image set)"
+    if class_names is None:
+        reader = VocDataset(root, split=split, class_names=None)
+        found = reader.class_names
+        if prefer_names and set(found) <= set(prefer_names):  # the model's label order, when it covers the data
+            reader = VocDataset(root, split=split, class_names=list(prefer_names))
+            print(f"[data] voc:{root}: {where}; its classes {found} in the model's label order", flush=True)
+        else:
+            print(f"[data] voc:{root}: {where}; {len(found)} classes read from the XML (sorted): {found}", flush=True)
+        return reader
+    print(f"[data] voc:{root}: {where}; classes from --class-names: {class_names}", flush=True)
+    return VocDataset(root, split=split, class_names=class_names)
+
+
+def open_dataset(spec: str, split: str, images: int | None, image_size: int, with_masks=False, with_keypoints=False,
+                 class_names=None, prefer_names=None):
     """Returns (unbatched tf.data of (image, targets), class_names, make_coco_gt or None, extras) for a dataset spec.
+
+    `class_names` (from `--class-names`) names the labels of VOC and YOLO folders; without it a VOC folder's names
+    are read from its XML files (sorted; in `prefer_names`' order, a model's, when those cover them) and a YOLO
+    folder's from its classes file. A `voc:ROOT` without a split reads the first image set of
+    `VOC_DEFAULT_SPLITS[split]` that exists, else every annotation file.
 
     `make_coco_gt()` builds the COCO ground-truth dict of the embedded dataset (masks and all) when
     called; other datasets give None (their ground truth comes from the collected targets). `extras` holds
@@ -77,9 +122,11 @@ def open_dataset(spec: str, split: str, images: int | None, image_size: int, wit
     """
     import functools
 
-    from kerasdet.data import CocoDataset, VocDataset, YoloTxtDataset, synthetic
+    from kerasdet.data import CocoDataset, YoloTxtDataset, synthetic
 
     kind, _, rest = spec.partition(":")
+    if class_names is not None and kind not in ("voc", "yolo"):
+        raise SystemExit(f"kerasdet: --class-names applies to voc: and yolo: datasets; {spec!r} names its own classes")
     if kind == "synthetic":
         split = rest or split
         if split not in synthetic.SPLIT_SEEDS:
@@ -113,8 +160,10 @@ def open_dataset(spec: str, split: str, images: int | None, image_size: int, wit
                              "model's mask head trains on masks: use a COCO json with segmentations or the embedded "
                              "dataset, or a box-only architecture")
         root, _, sub_split = rest.partition(":")
-        reader = (VocDataset(root, split=sub_split or "trainval") if kind == "voc"
-                  else YoloTxtDataset(root, split=sub_split or None))
+        if not root:
+            raise SystemExit(f"kerasdet: {spec!r} names no folder; use {kind}:ROOT[:SPLIT]")
+        reader = (_voc_reader(root, sub_split, split, class_names, prefer_names) if kind == "voc"
+                  else YoloTxtDataset(root, split=sub_split or None, class_names=class_names))
     else:
         raise SystemExit(f"kerasdet: unknown dataset {spec!r}; use synthetic, coco:PATH, voc:PATH or yolo:PATH")
     ds = reader.dataset()
@@ -349,6 +398,55 @@ def cmd_train(args):
         raise
 
 
+def _model_class_count(spec):
+    """The class count of a zoo model or run folder, from its card / model.json (no weights loaded)."""
+    import kerasdet.zoo as zoo
+
+    if spec in zoo.list():
+        return int(zoo.card(spec)["num_classes"])
+    meta_path = pathlib.Path(spec) / "model.json"
+    if not meta_path.is_file():
+        raise SystemExit(f"kerasdet: {spec!r} is neither a zoo model ({zoo.list()}) nor a run folder with model.json")
+    return int(json.loads(meta_path.read_text())["num_classes"])
+
+
+def _check_class_count(args, class_names):
+    """Refuses a class count that is not asked for: --num-classes must match the dataset, and a --init-from model
+    with another count needs --num-classes (a new class head) rather than a silent one."""
+    count = len(class_names)
+    if args.num_classes is not None and args.num_classes != count:
+        raise SystemExit(f"kerasdet train: --num-classes {args.num_classes} differs from the {count} classes of "
+                         f"--dataset {args.dataset} ({_short(class_names)})")
+    if args.init_from and not args.resume and args.num_classes is None:
+        have = _model_class_count(args.init_from)
+        if have != count:
+            raise SystemExit(f"kerasdet train: --init-from {args.init_from} has {have} classes and --dataset "
+                             f"{args.dataset} has {count} ({_short(class_names)}); pass --num-classes {count} to "
+                             "train a new class head on the model's other weights")
+
+
+class _ValidationAP:
+    """A Keras callback (made lazily: keras is imported inside) that scores the model on a validation dataset at the
+    end of each epoch and adds `val_AP`, `val_AP50` and `val_AP75` to the epoch's logs."""
+
+    def __new__(cls, spec, images, image_size, batch_size, class_names):
+        import keras
+
+        class ValidationAP(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                start = time.time()
+                metrics, _, _, _, _, _ = _evaluate(self.model, spec, images, image_size, batch_size, "val", None,
+                                                   class_names=class_names if spec.split(":")[0] in ("voc", "yolo")
+                                                   else None)
+                for key in ("AP", "AP50", "AP75"):
+                    if logs is not None:
+                        logs[f"val_{key}"] = metrics[key]
+                print(f"[train] epoch {epoch + 1} validation on {spec}: AP {metrics['AP']:.3f} AP50 "
+                      f"{metrics['AP50']:.3f} AP75 {metrics['AP75']:.3f} ({time.time() - start:.0f} s)", flush=True)
+
+        return ValidationAP()
+
+
 def _train(args):
     _quiet_tensorflow()
     if args.init_from and args.backbone_from:
@@ -371,7 +469,9 @@ def _train(args):
     recipe = _recipe_of(args)
     with_masks = "masks" in recipe.needs
     ds, class_names, _, extras = open_dataset(args.dataset, "train", args.train_images, args.image_size,
-                                              with_masks=with_masks, with_keypoints=with_masks)
+                                              with_masks=with_masks, with_keypoints=with_masks,
+                                              class_names=parse_class_names(args.class_names))
+    _check_class_count(args, class_names)
     ds = ds.cache()
     count = sum(1 for _ in ds)
     if count == 0:
@@ -400,6 +500,8 @@ def _train(args):
 
     if args.init_from and resume_from is None:
         model, _ = load_model(args.init_from, num_classes=len(class_names))
+        if model.class_names != class_names:
+            print(f"[train] class names {_short(class_names)} (the dataset's) replace the model's", flush=True)
         model.class_names = class_names
     elif resume_from is not None:
         model = _rebuild_for_resume(args, len(class_names), class_names, extras["keypoints"])
@@ -434,6 +536,10 @@ def _train(args):
             keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume_from is not None),
             _training_progress(out / "progress.json", seconds_before, steps_per_epoch=steps // args.epochs),
         ]
+        if args.val_dataset:  # before the CSV and TensorBoard loggers: they write the AP it adds to the epoch's logs
+            callbacks.insert(1, _ValidationAP(args.val_dataset, args.val_images, args.image_size, args.batch_size,
+                                              class_names))
+        callbacks.append(keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False, profile_batch=0))
         start = time.time()
         model.fit(train, epochs=args.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
                   verbose=1 if sys.stdout.isatty() else 0)
@@ -550,17 +656,29 @@ def _coco_results(detections, kind="bbox", categories=None):
 EXTRA_TABLES = {"segm_metrics": ("masks", "segm"), "keypoint_metrics": ("keypoints", "keypoints")}
 
 
-def _evaluate(model, dataset_spec, images, image_size, batch_size, split, progress_label):
+def _rows(detection, keep):
+    """The rows `keep` of one image's detections (masks as a list of RLEs)."""
+    return {k: ([m for m, ok in zip(v, keep) if ok] if isinstance(v, list) else v[keep]) for k, v in detection.items()}
+
+
+def _evaluate(model, dataset_spec, images, image_size, batch_size, split, progress_label, class_names=None):
     """Runs and scores `model` on a dataset: (metrics, coco stats, voc stats, images, detections, tables), where
-    `tables` holds the instance-segmentation and keypoint metrics of a model that outputs masks / keypoints."""
+    `tables` holds the instance-segmentation and keypoint metrics of a model that outputs masks / keypoints and
+    `tables["class_names"]` the dataset's class names. `class_names` names a VOC / YOLO folder's labels (default:
+    its own, in the model's order where they are the model's classes)."""
     from kerasdet.metrics import coco_evaluate, voc_evaluate
     from kerasdet.metrics.coco import KEYPOINT_STATS
 
     keys = tuple(getattr(model, "output_keys", ()))
     with_masks, with_keypoints = "masks" in keys, "keypoints" in keys
     ds, class_names, make_gt, extras = open_dataset(dataset_spec, split, images, image_size, with_masks=with_masks,
-                                                    with_keypoints=with_keypoints)
+                                                    with_keypoints=with_keypoints, class_names=class_names,
+                                                    prefer_names=getattr(model, "class_names", None))
     images, targets, detections = _collect(model, ds, batch_size, image_size, progress_label)
+    # a model with more classes than the dataset: its extra labels have no category to be scored against
+    outside = sum(int((d["labels"] >= len(class_names)).sum()) for d in detections)
+    if outside:
+        detections = [_rows(d, d["labels"] < len(class_names)) for d in detections]
     gt = (make_gt() if make_gt is not None
           else _coco_from_targets(targets, image_size, class_names, extras["keypoints"]))
     coco = coco_evaluate(gt, _coco_results(detections), iou_type="bbox")
@@ -580,6 +698,8 @@ def _evaluate(model, dataset_spec, images, image_size, batch_size, split, progre
             names = KEYPOINT_STATS if iou_type == "keypoints" else METRIC_KEYS
             tables[table] = {k: round(float(stats[k]), 4) for k in names}
             tables[table + "_stats"] = stats
+    tables["class_names"] = list(class_names)
+    tables["dropped_detections"] = outside
     return metrics, coco, voc, images, detections, tables
 
 
@@ -610,11 +730,12 @@ def measure_speed(model, image_size, batch_size=8, rounds=7, warmup=2):
             "image_size": image_size, "machine": f"{cpu}, {os.cpu_count()} logical cores"}
 
 
-def evaluate_model(model, dataset_spec, images, image_size, batch_size=8, split="test"):
+def evaluate_model(model, dataset_spec, images, image_size, batch_size=8, split="test", class_names=None):
     """COCO and VOC metrics of `model` on a dataset: (box metrics dict, coco stats, voc stats, tables), where
     `tables` maps "segm_metrics" / "keypoint_metrics" to their summary dicts for models with masks / keypoints
     (and "<table>_stats" to the full `coco_evaluate` results)."""
-    metrics, coco, voc, _, _, tables = _evaluate(model, dataset_spec, images, image_size, batch_size, split, "evaluate")
+    metrics, coco, voc, _, _, tables = _evaluate(model, dataset_spec, images, image_size, batch_size, split, "evaluate",
+                                                 class_names)
     return metrics, coco, voc, tables
 
 
@@ -638,13 +759,25 @@ def _save_annotated(path, image, detections, names, min_score, scale):
     visualize.save_png(path, drawn)
 
 
+def _short(names, limit=6):
+    return str(names) if len(names) <= limit else str(names[:limit])[:-1] + ", ...]"
+
+
 def cmd_evaluate(args):
     _quiet_tensorflow()
     from kerasdet.metrics import format_summary, plot_precision_recall
 
     model, meta = load_model(args.model)
     size = args.image_size or meta["image_size"]
-    metrics, coco, voc, tables = evaluate_model(model, args.dataset, args.images, size, args.batch_size)
+    metrics, coco, voc, tables = evaluate_model(model, args.dataset, args.images, size, args.batch_size,
+                                                class_names=parse_class_names(args.class_names))
+    model_names, data_names = list(model.class_names or []), tables["class_names"]
+    if model_names and model_names != data_names:
+        print(f"kerasdet evaluate: warning: the model's {len(model_names)} classes {_short(model_names)} differ from "
+              f"the dataset's {len(data_names)} {_short(data_names)}; labels are compared by index, so these metrics "
+              "may mean little (fine-tune with --num-classes, or name the dataset's classes with --class-names)"
+              + (f"; {tables['dropped_detections']} detections of labels beyond the dataset's were left out"
+                 if tables["dropped_detections"] else ""), file=sys.stderr, flush=True)
     print("bbox:")
     print(format_summary(coco))
     print(f"  VOC mAP@0.5 (all-point) = {voc['mAP']:.3f}")
@@ -735,8 +868,11 @@ def cmd_export(args):
     if args.mask_threshold is not None and "masks" not in model.output_keys:
         raise SystemExit(f"kerasdet export: --mask-threshold applies to models with masks; {args.model} outputs "
                          f"{', '.join(model.output_keys)}")
-    path = saved_model(model, args.out, overwrite=args.overwrite, mask_threshold=args.mask_threshold)
-    print(f"[export] SavedModel with signatures serving_default and serving_bytes in {path}")
+    path = saved_model(model, args.out, overwrite=args.overwrite, mask_threshold=args.mask_threshold,
+                       label_names=args.label_names)
+    print(f"[export] SavedModel with signatures serving_default and serving_bytes in {path} "
+          f"(class names: {_short(list(model.class_names or []))}" + (", served as label_names)" if args.label_names
+                                                                     else ")"))
     return 0
 
 
@@ -819,7 +955,14 @@ def _arch_names():
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """--help with each option's default and the examples kept as written."""
+    """--help with each option's default (unless the help already states it, or there is none) and the examples
+    kept as written."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 #: examples shown by each subcommand's --help
@@ -829,6 +972,8 @@ EXAMPLES = {
              "kerasdet train --init-from retinanet_resnet18_shapes --dataset coco:data/train.json:data/images "
              "--epochs 5 --out runs/ft\n"
              "kerasdet train --arch mask-rcnn-compact --backbone-from faster_rcnn_resnet18_shapes --out runs/mask\n"
+             "kerasdet train --init-from retinanet_resnet18_shapes --num-classes 3 --dataset voc:data/VOC --class-names "
+             "disc,square,star --val-dataset voc:data/VOC:val --epochs 5 --out runs/voc\n"
              "kerasdet train --resume runs/r18",
     "evaluate": "kerasdet evaluate --model retinanet_resnet18_shapes --dataset synthetic:test --images 500\n"
                 "kerasdet evaluate --model runs/r18 --dataset coco:data/val.json:data/images --out out/eval",
@@ -862,10 +1007,21 @@ def build_parser():
 
     t = sub.add_parser("train", help="train a model; writes weights, model.json, checkpoints and history.csv")
     t.add_argument("--arch", default="retinanet-compact", help=f"architecture: {', '.join(_arch_names())}")
-    t.add_argument("--init-from", help="start from a zoo model or run folder (its class head is rebuilt if the class count differs)")
+    t.add_argument("--init-from", help="start from a zoo model or run folder (another class count needs --num-classes)")
     t.add_argument("--backbone-from", help="zoo model or run folder whose variables of the same path and shape "
                                            "(e.g. a shared backbone and FPN) initialise the new --arch model")
-    t.add_argument("--dataset", default="synthetic", help="synthetic, coco:ANN.json[:IMAGES], voc:ROOT[:SPLIT], yolo:ROOT[:SPLIT]")
+    t.add_argument("--dataset", default="synthetic",
+                   help="synthetic, coco:ANN.json[:IMAGES] (images default to the json's folder), voc:ROOT[:SPLIT] "
+                        "(default split: trainval, else train, else every Annotations/*.xml), yolo:ROOT[:SPLIT]")
+    t.add_argument("--class-names", help="voc:/yolo: datasets: the class names in label order, a file with one name "
+                                         "per line or a comma list (default: VOC: read from the XML, sorted; YOLO: "
+                                         "classes.txt)")
+    t.add_argument("--num-classes", type=int, default=None,
+                   help="with --init-from: train a new class head for the dataset's class count (required when it "
+                        "differs from the model's)")
+    t.add_argument("--val-dataset", help="a dataset spec scored after each epoch: val_AP/val_AP50/val_AP75 in the log, "
+                                         "history.csv and TensorBoard (e.g. synthetic:val, voc:ROOT:val)")
+    t.add_argument("--val-images", type=int, default=200, help="images of --val-dataset to score")
     t.add_argument("--train-images", type=int, default=None, help="images to use (synthetic: how many to generate)")
     t.add_argument("--image-size", type=int, default=256)
     t.add_argument("--epochs", type=int, default=12)
@@ -887,7 +1043,10 @@ def build_parser():
 
     e = sub.add_parser("evaluate", help="COCO and VOC metrics on a dataset, PR-curve PNG, optionally into a card")
     e.add_argument("--model", required=True, help="zoo name or training run folder")
-    e.add_argument("--dataset", default="synthetic:test")
+    e.add_argument("--dataset", default="synthetic:test",
+                   help="as train's --dataset; voc:ROOT defaults to the test split, else val, else every annotation")
+    e.add_argument("--class-names", help="voc:/yolo: datasets: class names in label order (file or comma list; "
+                                         "default: the folder's own, in the model's order when they are its classes)")
     e.add_argument("--images", type=int, default=500)
     e.add_argument("--image-size", type=int, default=None, help="default: the model's")
     e.add_argument("--batch-size", type=int, default=8)
@@ -912,6 +1071,8 @@ def build_parser():
     x.add_argument("--overwrite", action="store_true")
     x.add_argument("--mask-threshold", type=float, default=None,
                    help="models with masks: serve uint8 binary masks at this threshold instead of float probabilities")
+    x.add_argument("--label-names", action="store_true",
+                   help="also serve each detection's class name (output label_names, string [B, N])")
     x.set_defaults(fn=cmd_export)
 
     d = sub.add_parser("demo", help="the README's main job: zoo model on validation images, metrics, annotated PNGs")

@@ -34,7 +34,8 @@ def draw_detections(
 
     Args:
         image: uint8 or float `[H, W, 3]` RGB, 0..255.
-        boxes: `[N, 4]` xyxy pixels; rows whose label is -1 are skipped.
+        boxes: `[N, 4]` xyxy pixels; rows whose label is -1 are skipped. Higher-scoring detections are drawn
+            over lower ones, and captions stay inside the image.
         labels: optional int `[N]`; colours and captions follow them.
         scores: optional `[N]` shown beside the name.
         class_names: optional list mapping labels to names.
@@ -62,9 +63,12 @@ def draw_detections(
         out = cv2.resize(out, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
     out = np.ascontiguousarray(out)
     colours = palette(int(labels.max()) + 1 if n and labels.max() >= 0 else 1)
-    for i in range(n):
-        if labels[i] < 0:
-            continue
+    score_values = None if scores is None else np.asarray(scores, np.float64).reshape(-1)
+    # lowest score first: the best detections' boxes and captions are drawn last, on top of the others
+    order = [i for i in (np.argsort(score_values, kind="stable") if score_values is not None else range(n))
+             if labels[i] >= 0]
+    height, width = out.shape[:2]
+    for i in order:
         c = colour or colours[int(labels[i])]
         if masks is not None:
             m = np.asarray(masks[i], np.float32)
@@ -74,18 +78,22 @@ def draw_detections(
             out = (out * (1 - alpha) + np.array(c, np.float32) * alpha).astype(np.uint8)
         x1, y1, x2, y2 = (int(round(v * scale)) for v in boxes[i])
         cv2.rectangle(out, (x1, y1), (x2, y2), c, thickness, lineType=cv2.LINE_AA)
-        caption = class_names[int(labels[i])] if class_names is not None else str(int(labels[i]))
-        if scores is not None:
-            caption += f" {float(np.asarray(scores).reshape(-1)[i]):.2f}"
-        font_scale = 0.35 * max(scale, 1) / 2 + 0.2
-        (tw, th), _ = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
-        ty = max(y1, th + 2)
-        cv2.rectangle(out, (x1, ty - th - 2), (x1 + tw + 2, ty), c, -1)
-        cv2.putText(out, caption, (x1 + 1, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
         if keypoints is not None:
             for x, y, v in np.asarray(keypoints[i]).reshape(-1, 3):
                 if v > 0:
                     cv2.circle(out, (int(round(x * scale)), int(round(y * scale))), max(2, scale), (255, 255, 255), -1)
+    font_scale = 0.35 * max(scale, 1) / 2 + 0.2
+    for i in order:
+        c = colour or colours[int(labels[i])]
+        caption = class_names[int(labels[i])] if class_names is not None else str(int(labels[i]))
+        if score_values is not None:
+            caption += f" {score_values[i]:.2f}"
+        (tw, th), _ = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+        # the caption sits on the box's top edge, moved inside the image where the box touches its border
+        tx = int(min(max(boxes[i][0] * scale, 0), max(width - tw - 2, 0)))
+        ty = int(min(max(boxes[i][1] * scale, th + 2), height))
+        cv2.rectangle(out, (tx, ty - th - 2), (tx + tw + 2, ty), c, -1)
+        cv2.putText(out, caption, (tx + 1, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
     return out
 
 

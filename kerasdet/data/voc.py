@@ -93,6 +93,11 @@ def _parse_size(root, path):
     return int(height), int(width)
 
 
+def _object_names(path):
+    """The class names of an annotation file's objects."""
+    return [(node.text or "").strip() for node in _parse_xml(path).iterfind("object/name") if (node.text or "").strip()]
+
+
 def _parse_object(obj, j, path, label_of):
     entry = f"object[{j}]"
     name_node = obj.find("name")
@@ -123,8 +128,10 @@ class VocDataset(_records.RecordDataset):
 
     Args:
         root: the VOC folder (holding Annotations/, JPEGImages/, ImageSets/).
-        split: image set name, read from ``root/ImageSets/Main/<split>.txt``.
-        class_names: class names in label order (default: the 20 VOC classes).
+        split: image set name, read from ``root/ImageSets/Main/<split>.txt``; None reads every
+            ``Annotations/*.xml`` (folders without image sets).
+        class_names: class names in label order (default: the 20 VOC classes); None reads them from
+            the split's XML files (the distinct ``<object><name>`` values, sorted).
         keep_difficult: keep objects marked difficult and add ``targets["difficult"]``; by
             default they are left out (as in the original Fast/Faster R-CNN training).
         image_set_file: explicit image set file (overrides `split`).
@@ -143,6 +150,17 @@ class VocDataset(_records.RecordDataset):
     def __init__(self, root, split="trainval", class_names=VOC_CLASSES, keep_difficult=False,
                  image_set_file=None):
         self.root = os.fspath(root)
+        if image_set_file is None and split is not None:
+            image_set_file = os.path.join(self.root, "ImageSets", "Main", f"{split}.txt")
+        self.image_set_file = None if image_set_file is None else os.fspath(image_set_file)
+        self.split = split
+        entries = self._annotation_files()  # a generator: each file is checked, then parsed, in order
+        if class_names is None:
+            entries = list(entries)
+            class_names = sorted({name for _, xml_path in entries for name in _object_names(xml_path)})
+            if not class_names:
+                raise DatasetError(self.image_set_file or os.path.join(self.root, "Annotations"),
+                                   "no <object><name> in any annotation: class names cannot be read from the XML")
         if isinstance(class_names, str) or not class_names or not all(
                 isinstance(c, str) for c in class_names):
             raise ValueError(f"class_names must be a non-empty list of str; received "
@@ -151,21 +169,37 @@ class VocDataset(_records.RecordDataset):
             raise ValueError(f"class_names has duplicates: {list(class_names)}")
         self._class_names = list(class_names)
         self.keep_difficult = bool(keep_difficult)
-        if image_set_file is None:
-            image_set_file = os.path.join(self.root, "ImageSets", "Main", f"{split}.txt")
-        self.image_set_file = os.fspath(image_set_file)
         label_of = {name: i for i, name in enumerate(self._class_names)}
-        self._records = []
+        self._records = [self._parse(xml_path, image_id, label_of) for image_id, xml_path in entries]
+        self._keys = ("boxes", "labels") + (("difficult",) if self.keep_difficult else ())
+
+    @staticmethod
+    def splits(root):
+        """The image sets of a VOC folder (``ImageSets/Main/<name>.txt`` without the per-class ones), sorted."""
+        folder = os.path.join(os.fspath(root), "ImageSets", "Main")
+        if not os.path.isdir(folder):
+            return []
+        return sorted(name[:-4] for name in os.listdir(folder) if name.endswith(".txt") and "_" not in name)
+
+    def _annotation_files(self):
+        """[(image id, xml path)] of the image set, or of every ``Annotations/*.xml`` when there is none."""
+        if self.image_set_file is None:
+            folder = os.path.join(self.root, "Annotations")
+            if not os.path.isdir(folder):
+                raise DatasetError(folder, "annotation folder not found")
+            stems = sorted(name[:-4] for name in os.listdir(folder) if name.endswith(".xml"))
+            if not stems:
+                raise DatasetError(folder, "no .xml annotation file")
+            yield from ((stem, os.path.join(folder, stem + ".xml")) for stem in stems)
+            return
         seen = set()
         for image_id, line in _read_ids(self.image_set_file):
             if image_id in seen:
                 raise DatasetError(self.image_set_file, f"duplicate image id {image_id!r}",
                                    f"line {line}")
             seen.add(image_id)
-            xml_path = _io.resolve_inside(self.root, os.path.join("Annotations", image_id + ".xml"),
-                                          self.image_set_file, f"line {line}")
-            self._records.append(self._parse(xml_path, image_id, label_of))
-        self._keys = ("boxes", "labels") + (("difficult",) if self.keep_difficult else ())
+            yield image_id, _io.resolve_inside(self.root, os.path.join("Annotations", image_id + ".xml"),
+                                               self.image_set_file, f"line {line}")
 
     def _parse(self, xml_path, image_id, label_of):
         root = _parse_xml(xml_path)

@@ -36,7 +36,12 @@ def _decode_batch(encoded, pad_value=(0.0, 0.0, 0.0)):
                    lambda: (tf.zeros([0, 0, 0, 3], tf.float32), tf.zeros([0, 2], tf.int32)))
 
 
-def saved_model(model, path, overwrite: bool = False, mask_threshold=None) -> pathlib.Path:
+def _class_names(model):
+    names = getattr(model, "class_names", None)
+    return [str(n) for n in names] if names else [str(i) for i in range(model.num_classes)]
+
+
+def saved_model(model, path, overwrite: bool = False, mask_threshold=None, label_names: bool = False) -> pathlib.Path:
     """Writes `model` as a SavedModel with two signatures for TF Serving.
 
     - `serving_default`: `images` uint8 `[None, None, None, 3]` (any batch size, any image size the
@@ -48,7 +53,10 @@ def saved_model(model, path, overwrite: bool = False, mask_threshold=None) -> pa
       the request is detected at its own size, so its results are those it gets alone, whatever the other
       images (masks come at the request's largest size, zero outside the image: crop them to it).
 
-    The export loads with `tf.saved_model.load(path)` in a process that never imports kerasdet.
+    The class names travel in the export: `tf.saved_model.load(path).class_names[0]` is a string variable `[C]`
+    (the model's `class_names`, or "0".."C-1" when it has none), and `label_names=True` adds a `label_names`
+    output, string `[B, N]` ("" for padding rows). The export loads with `tf.saved_model.load(path)` in a
+    process that never imports kerasdet.
 
     Args:
         model: a built `kerasdet.models.Detector`.
@@ -56,6 +64,7 @@ def saved_model(model, path, overwrite: bool = False, mask_threshold=None) -> pa
         overwrite: replace an existing non-empty folder.
         mask_threshold: for models with pasted `masks` (Mask R-CNN): None serves float32 probabilities in
             0..1; a threshold in (0, 1) serves uint8 binary masks (4x smaller responses).
+        label_names: also serve each detection's class name (`label_names`).
 
     Returns:
         The folder written.
@@ -86,13 +95,24 @@ def saved_model(model, path, overwrite: bool = False, mask_threshold=None) -> pa
         saved_threshold = model.mask_threshold
         model.mask_threshold = float(mask_threshold)
         try:
-            return saved_model(model, path, overwrite=overwrite)
+            return saved_model(model, path, overwrite=overwrite, label_names=label_names)
         finally:
             model.mask_threshold = saved_threshold
     image_spec = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
     bytes_spec = tf.TensorSpec([None], tf.string, name="images")
     archive = keras.export.ExportArchive()
     archive.track(model)
+    names = _class_names(model)
+    archive.add_variable_collection("class_names", [tf.Variable(names, trainable=False, name="class_names")])
+    if label_names:
+        names_table = tf.constant(names)
+
+        def with_names(out):
+            named = tf.gather(names_table, tf.maximum(out["labels"], 0))
+            return dict(out, label_names=tf.where(out["labels"] >= 0, named, ""))
+    else:
+        def with_names(out):
+            return out
     if getattr(model, "needs_rois", False):
         # families that classify external proposals: both signatures also take rois [B, R, 4] (xyxy pixels,
         # padding rows -1)
@@ -100,24 +120,24 @@ def saved_model(model, path, overwrite: bool = False, mask_threshold=None) -> pa
 
         def detect_with_rois(images, rois):
             out = model.detect({"images": images, "rois": rois})
-            return {k: out[k] for k in keys}
+            return with_names({k: out[k] for k in keys})
 
         def detect_bytes_with_rois(encoded, rois):
             images, sizes = _decode_batch(encoded, model.input_pad_value)
             out = model.detect_padded({"images": images, "rois": rois}, sizes)
-            return {k: out[k] for k in keys}
+            return with_names({k: out[k] for k in keys})
 
         archive.add_endpoint(name="serving_default", fn=detect_with_rois, input_signature=[image_spec, rois_spec])
         archive.add_endpoint(name="serving_bytes", fn=detect_bytes_with_rois, input_signature=[bytes_spec, rois_spec])
     else:
         def detect(images):
             out = model.detect(images)
-            return {k: out[k] for k in keys}
+            return with_names({k: out[k] for k in keys})
 
         def detect_bytes(encoded):
             images, sizes = _decode_batch(encoded, model.input_pad_value)
             out = model.detect_padded(images, sizes)
-            return {k: out[k] for k in keys}
+            return with_names({k: out[k] for k in keys})
 
         archive.add_endpoint(name="serving_default", fn=detect, input_signature=[image_spec])
         archive.add_endpoint(name="serving_bytes", fn=detect_bytes, input_signature=[bytes_spec])

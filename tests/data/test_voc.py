@@ -97,3 +97,22 @@ def test_argument_errors(tmp_path):
         VocDataset(root, class_names=["a", "a"])
     with pytest.raises(ValueError, match="image_format"):
         write_voc([], tmp_path / "o", image_format="gif")
+
+
+def test_class_names_from_the_xml_and_folders_without_image_sets(tmp_path):
+    """class_names=None reads the distinct object names of the split, sorted; split=None reads every annotation
+    (a folder the user made without ImageSets/); `splits` lists the image sets, not the per-class ones."""
+    root = make_voc(tmp_path / "voc", {"b": [("disc", 0, (1, 1, 10, 10)), ("star", 0, (5, 5, 20, 20))],
+                                        "a": [("box", 1, (2, 2, 8, 8))]}, split="train")
+    (root / "ImageSets" / "Main" / "disc_train.txt").write_text("b 1\n")
+    assert VocDataset.splits(root) == ["train"]
+    reader = VocDataset(root, "train", class_names=None)
+    assert reader.class_names == ["box", "disc", "star"]
+    assert [t["labels"].tolist() for _, t in (reader.load(i) for i in range(2))] == [[1, 2], []]  # "a": difficult
+    for path in (root / "ImageSets").rglob("*.txt"):
+        path.unlink()
+    everything = VocDataset(root, split=None, class_names=None, keep_difficult=True)
+    assert everything.image_ids == ["a", "b"] and everything.class_names == ["box", "disc", "star"]
+    assert everything.load(0)[1]["labels"].tolist() == [0]
+    with pytest.raises(Exception, match="image set file not found"):
+        VocDataset(root, "trainval", class_names=None)

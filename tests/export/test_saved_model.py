@@ -172,7 +172,7 @@ def test_decode_batch_pads_smaller_images_at_the_bottom_right_with_the_pad_value
 
 def test_serving_bytes_clips_each_images_boxes_to_its_own_size(exported):
     """Images of different sizes in one request: each image's boxes stay inside it, and its detections equal those
-    of the list form of `predict` (the same padding)."""
+    of the list form of `predict` and of the image alone (each image is detected at its own size)."""
     model = exported["model"]
     served = tf.saved_model.load(str(exported["path"]))
     a = make_images(1, 96, 128, seed=3)[0]
@@ -185,6 +185,23 @@ def test_serving_bytes_clips_each_images_boxes_to_its_own_size(exported):
         boxes = out["boxes"][i, :k].numpy()
         assert np.all(boxes[:, 2] <= image.shape[1]) and np.all(boxes[:, 3] <= image.shape[0])
         np.testing.assert_allclose(boxes, expected["boxes"][:k], atol=1e-3)
+        alone = served.signatures["serving_default"](images=tf.constant(image[None]))
+        np.testing.assert_allclose(out["scores"][i].numpy(), alone["scores"][0].numpy(), atol=ATOL)
+        np.testing.assert_allclose(boxes, alone["boxes"][0, :k].numpy(), atol=ATOL)
+
+
+def test_class_names_travel_in_the_export(tmp_path):
+    """The export holds the model's class names, and `label_names=True` serves each detection's name."""
+    model = make_model()
+    model.class_names = ["disc", "square", "star"]
+    path = saved_model(model, tmp_path / "named", label_names=True)
+    served = tf.saved_model.load(str(path))
+    assert [n.decode() for n in served.class_names[0].numpy()] == ["disc", "square", "star"]
+    images = make_images(2, 128, 128, seed=5)
+    out = served.signatures["serving_default"](images=tf.constant(images))
+    labels, names = out["labels"].numpy(), out["label_names"].numpy()
+    assert (labels >= 0).any() and (labels < 0).any()
+    assert all(n.decode() == (model.class_names[l] if l >= 0 else "") for n, l in zip(names.ravel(), labels.ravel()))
 
 
 def test_argument_checks(tmp_path):
