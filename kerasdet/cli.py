@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import pathlib
+import re
 import shlex
 import sys
 import time
@@ -166,10 +167,27 @@ def open_dataset(spec: str, split: str, images: int | None, image_size: int, wit
                   else YoloTxtDataset(root, split=sub_split or None, class_names=class_names))
     else:
         raise SystemExit(f"kerasdet: unknown dataset {spec!r}; use synthetic, coco:PATH, voc:PATH or yolo:PATH")
+    _check_image_files(reader, spec, kind == "coco" and not rest.partition(":")[2])
     ds = reader.dataset()
     if images:
         ds = ds.take(images)
     return ds, list(reader.class_names), None, extras
+
+
+def _check_image_files(reader, spec, defaulted_root):
+    """Every image file of a dataset exists (a missing one found in the middle of training is a late surprise);
+    a COCO json whose image root was not given says where the images were looked for."""
+    import os
+
+    paths = list(reader.image_paths)
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if not missing:
+        return
+    where = os.path.dirname(missing[0])
+    hint = (f"; the image root defaults to the json's folder: give it as {spec}:IMAGE_FOLDER" if defaulted_root
+            else "")
+    raise SystemExit(f"kerasdet: {len(missing)} of the {len(paths)} image files of {spec} are missing, e.g. "
+                     f"{missing[0]} (looked for in {where}){hint}")
 
 
 # -- models ---------------------------------------------------------------------------------------------
@@ -1106,11 +1124,13 @@ def main(argv=None) -> int:
         # a usage mistake found after parsing: one line on stderr and exit status 2, as argparse's own errors
         print(stop.code, file=sys.stderr)
         raise SystemExit(2) from None
-    except (OSError, ValueError, TypeError) as err:
-        # missing files, malformed datasets, bad values: one line (the traceback with --debug)
-        if getattr(args, "debug", False):
+    except Exception as err:
+        # missing files, malformed datasets, bad values: one line (the traceback with --debug); a dataset error met
+        # inside a tf.data pipeline (a corrupt image found while training) comes wrapped in a TensorFlow error
+        wrapped = re.findall(r"DatasetError: ([^\n]+)", str(err)) if type(err).__module__.startswith("tensorflow") else []
+        if getattr(args, "debug", False) or not (isinstance(err, (OSError, ValueError, TypeError)) or wrapped):
             raise
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = wrapped[-1] if wrapped else str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"kerasdet {args.command}: {first} (--debug shows the traceback)", file=sys.stderr)
         raise SystemExit(2) from None
 

@@ -251,6 +251,16 @@ def test_user_mistakes_are_one_line_exit_2_and_leave_no_run_folder(tmp_path):
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     voc = _demo_voc(tmp_path / "voc", num_images=4, image_size=64)
+    from kerasdet.data import synthetic, write_coco
+
+    samples = [synthetic.render(i, 64, 5) for i in range(4)]
+    (tmp_path / "elsewhere").mkdir()
+    write_coco([(im, {"boxes": t["boxes"], "labels": t["labels"]}) for im, t in samples], str(tmp_path / "coco.json"),
+               list(synthetic.class_names()), image_dir=str(tmp_path / "elsewhere"))
+    (tmp_path / "corrupt").mkdir()
+    for path in (tmp_path / "elsewhere").iterdir():
+        (tmp_path / "corrupt" / path.name).write_bytes(path.read_bytes())
+    next((tmp_path / "corrupt").iterdir()).write_bytes(b"not an image")
     (occupied / "file.txt").write_text("x")
     mistakes = {
         "epochs 0": ["train", "--epochs", "0", "--out", str(tmp_path / "r1")],
@@ -265,6 +275,10 @@ def test_user_mistakes_are_one_line_exit_2_and_leave_no_run_folder(tmp_path):
                                            "4", "--out", str(tmp_path / "r6")],
         "--class-names on a COCO json": ["train", "--dataset", "synthetic", "--class-names", "a,b",
                                          "--out", str(tmp_path / "r7")],
+        "a COCO json whose images are not beside it": ["train", "--dataset", f"coco:{tmp_path / 'coco.json'}",
+                                                       "--batch-size", "2", "--out", str(tmp_path / "r9")],
+        "a corrupt image met while training": ["train", "--dataset", f"coco:{tmp_path / 'coco.json'}:{tmp_path}/corrupt",
+                                               "--batch-size", "2", "--image-size", "64", "--out", str(tmp_path / "r10")],
         "a VOC folder without the named classes": ["train", "--dataset", f"voc:{voc}", "--class-names", "disc,star",
                                                    "--out", str(tmp_path / "r8")],
     }
@@ -273,7 +287,9 @@ def test_user_mistakes_are_one_line_exit_2_and_leave_no_run_folder(tmp_path):
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2, (what, proc.returncode, proc.stderr)
         assert len(lines) == 1 and "Traceback" not in proc.stderr, (what, proc.stderr)
-    assert not any((tmp_path / name).exists() for name in ("r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8"))
+    assert not any((tmp_path / f"r{i}").exists() for i in range(1, 11))
+    assert "IMAGE_FOLDER" in subprocess.run([str(exe), *mistakes["a COCO json whose images are not beside it"]],
+                                            capture_output=True, text=True).stderr
     assert "--overwrite" in subprocess.run([str(exe), *mistakes["export into an occupied folder"]], capture_output=True,
                                            text=True).stderr
 
