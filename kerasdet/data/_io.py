@@ -173,6 +173,25 @@ def write_image(path, image):
         f.write(encoded.tobytes())
 
 
+def next_free_number(*folders):
+    """1 + the largest number among the file stems in `folders` (0 when none is numeric): where a writer's
+    default names (000001, ...) continue so that it never overwrites what a folder already holds."""
+    largest = 0
+    for folder in folders:
+        if os.path.isdir(folder):
+            for name in os.listdir(folder):
+                stem = os.path.splitext(name)[0]
+                if stem.isdigit():
+                    largest = max(largest, int(stem))
+    return largest + 1
+
+
+def refuse_existing(path, what, hint="pass overwrite=True to replace it"):
+    """FileExistsError when `path` exists: writers do not overwrite earlier output by default."""
+    if os.path.exists(path):
+        raise FileExistsError(f"{what} {path} exists; {hint}")
+
+
 def _to_numpy(value):
     return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
 
@@ -211,11 +230,20 @@ def iter_samples(samples, num_classes):
             raise ValueError(f"samples[{index}]: targets need 'boxes' and 'labels'; "
                              f"received keys {sorted(targets)}")
         boxes = targets["boxes"].astype(np.float32)
-        labels = targets["labels"].astype(np.int64)
+        raw_labels = targets["labels"]
+        if raw_labels.dtype.kind == "f" and raw_labels.size and not np.all(raw_labels == np.round(raw_labels)):
+            raise ValueError(f"samples[{index}]: labels must be integers; received {raw_labels.tolist()}")
+        labels = raw_labels.astype(np.int64)
         if boxes.ndim != 2 or boxes.shape[-1] != 4 or labels.shape != boxes.shape[:1]:
             raise ValueError(f"samples[{index}]: boxes must be [M, 4] and labels [M]; received "
                              f"boxes {boxes.shape} and labels {labels.shape} (unbatch first)")
+        if np.any(labels < -1):
+            raise ValueError(f"samples[{index}]: labels must be in [-1, {num_classes}) (-1: padding); "
+                             f"received {labels.min()}")
         keep = labels >= 0
+        if not np.all(np.isfinite(boxes[keep])):
+            row = int(np.flatnonzero(~np.all(np.isfinite(boxes[keep]), axis=1))[0])
+            raise ValueError(f"samples[{index}]: boxes must be finite; box {row} is {boxes[keep][row].tolist()}")
         if np.any(labels[keep] >= num_classes):
             raise ValueError(f"samples[{index}]: labels must be in [0, {num_classes}); "
                              f"received {labels[keep].max()}")

@@ -344,8 +344,11 @@ def _annotation(targets, j, image_id, ann_id, category, keypoint_decimals=None):
     return ann
 
 
-def write_coco(samples, annotation_file, categories, image_dir=None, file_names=None):
+def write_coco(samples, annotation_file, categories, image_dir=None, file_names=None, overwrite=False):
     """Writes samples as a COCO json (and their images as PNG files).
+
+    Nothing is overwritten unless `overwrite=True`: an existing json is refused, and default image names
+    continue after the largest numeric name `image_dir` already holds (two jsons can share one image folder).
 
     Args:
         samples: unbatched tf.data.Dataset or iterable of ``(image, targets)`` in this
@@ -354,7 +357,8 @@ def write_coco(samples, annotation_file, categories, image_dir=None, file_names=
         categories: class names (ids 1..C in label order) or COCO category dicts in label order
             (e.g. `CocoDataset.categories`, to keep ids and keypoint names).
         image_dir: folder for the images (``file_name`` is relative to it); None writes none.
-        file_names: optional list of file names (default ``000001.png`` ...).
+        file_names: optional list of file names (default ``000001.png`` ... after those in `image_dir`).
+        overwrite: replace an existing json and image files of the same names.
 
     Returns:
         The COCO dict (image ids 1..N in order). Masks are written as compressed RLE and set
@@ -365,11 +369,17 @@ def write_coco(samples, annotation_file, categories, image_dir=None, file_names=
         ...            synthetic.categories(), image_dir="out/images")
     """
     cats = _normalise_categories(categories)
+    if annotation_file is not None and not overwrite:
+        _io.refuse_existing(annotation_file, "annotation file")
+    first = _io.next_free_number(image_dir) if image_dir is not None else 1
     images, annotations = [], []
     for i, (image, targets) in enumerate(_io.iter_samples(samples, len(cats))):
         image_id = i + 1
-        name = file_names[i] if file_names is not None else f"{image_id:06d}.png"
+        name = file_names[i] if file_names is not None else f"{first + i:06d}.png"
         if image_dir is not None:
+            if not overwrite:
+                _io.refuse_existing(os.path.join(image_dir, name), "image file", "give other file_names or pass "
+                                    "overwrite=True")
             _io.write_image(os.path.join(image_dir, name), image)
         images.append({"id": image_id, "file_name": name, "height": int(image.shape[0]),
                        "width": int(image.shape[1])})

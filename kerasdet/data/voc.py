@@ -257,8 +257,11 @@ def _xml(image_id, filename, image, targets, class_names):
 
 
 def write_voc(samples, root, class_names=VOC_CLASSES, split="trainval", image_ids=None,
-              image_format="png"):
+              image_format="png", overwrite=False):
     """Writes samples as a Pascal VOC folder (images, xml files and the split's image set).
+
+    A root may hold several splits: default ids continue after the largest numeric id already there, and
+    an existing image set, annotation or image is never replaced unless `overwrite=True`.
 
     Args:
         samples: unbatched tf.data.Dataset or iterable of ``(image, targets)``; a
@@ -266,8 +269,9 @@ def write_voc(samples, root, class_names=VOC_CLASSES, split="trainval", image_id
         root: output folder (Annotations/, JPEGImages/, ImageSets/Main/ are created).
         class_names: class names in label order.
         split: image set name.
-        image_ids: optional ids (file stems); default ``000001`` ...
+        image_ids: optional ids (file stems); default ``000001`` ... after the ids the root holds.
         image_format: "png" (lossless, default) or "jpg".
+        overwrite: replace an existing image set file and files of the same ids.
 
     Returns:
         The list of image ids written.
@@ -278,18 +282,24 @@ def write_voc(samples, root, class_names=VOC_CLASSES, split="trainval", image_id
     if image_format not in ("png", "jpg"):
         raise ValueError(f"image_format must be 'png' or 'jpg'; received {image_format!r}")
     root = os.fspath(root)
+    sets_file = os.path.join(root, "ImageSets", "Main", f"{split}.txt")
+    if not overwrite:
+        _io.refuse_existing(sets_file, "image set", "pass overwrite=True to replace it, or write another split")
+    first = _io.next_free_number(os.path.join(root, "Annotations"), os.path.join(root, "JPEGImages"))
     ids = []
     for i, (image, targets) in enumerate(_io.iter_samples(samples, len(class_names))):
-        image_id = image_ids[i] if image_ids is not None else f"{i + 1:06d}"
+        image_id = image_ids[i] if image_ids is not None else f"{first + i:06d}"
         filename = f"{image_id}.{image_format}"
+        if not overwrite:
+            for path in (os.path.join(root, "JPEGImages", filename), os.path.join(root, "Annotations", image_id + ".xml")):
+                _io.refuse_existing(path, f"image id {image_id!r}:", "give other image_ids or pass overwrite=True")
         _io.write_image(os.path.join(root, "JPEGImages", filename), image)
         os.makedirs(os.path.join(root, "Annotations"), exist_ok=True)
         with open(os.path.join(root, "Annotations", image_id + ".xml"), "w",
                   encoding="utf-8") as f:
             f.write(_xml(image_id, filename, image, targets, class_names))
         ids.append(image_id)
-    sets = os.path.join(root, "ImageSets", "Main")
-    os.makedirs(sets, exist_ok=True)
-    with open(os.path.join(sets, f"{split}.txt"), "w", encoding="utf-8") as f:
+    os.makedirs(os.path.dirname(sets_file), exist_ok=True)
+    with open(sets_file, "w", encoding="utf-8") as f:
         f.write("".join(i + "\n" for i in ids))
     return ids

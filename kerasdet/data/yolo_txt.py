@@ -166,15 +166,20 @@ class YoloTxtDataset(_records.RecordDataset):
         return {"boxes": boxes[keep], "labels": record["labels"][keep]}
 
 
-def write_yolo_txt(samples, root, class_names, split=None, file_names=None):
+def write_yolo_txt(samples, root, class_names, split=None, file_names=None, overwrite=False):
     """Writes samples in the YOLO-txt layout (``images/``, ``labels/``, ``classes.txt``).
+
+    Nothing is overwritten unless `overwrite=True`: default names continue after the largest numeric name
+    the split's folders hold, an existing image or label file is refused, and so is a ``classes.txt`` with
+    other names.
 
     Args:
         samples: unbatched tf.data.Dataset or iterable of ``(image, targets)``.
         root: output folder.
         class_names: class names in label order (written to ``root/classes.txt``).
         split: optional sub-folder name under images/ and labels/.
-        file_names: optional image file names (default ``000001.png`` ...).
+        file_names: optional image file names (default ``000001.png`` ... after those already there).
+        overwrite: replace existing files of the same names and another ``classes.txt``.
 
     Returns:
         The list of image paths written.
@@ -187,11 +192,19 @@ def write_yolo_txt(samples, root, class_names, split=None, file_names=None):
     sub = () if split is None else (split,)
     paths = []
     os.makedirs(root, exist_ok=True)
-    with open(os.path.join(root, "classes.txt"), "w", encoding="utf-8") as f:
+    names_file = os.path.join(root, "classes.txt")
+    if os.path.exists(names_file) and not overwrite and _read_class_names(root) != list(class_names):
+        raise FileExistsError(f"{names_file} holds other class names ({_read_class_names(root)}); pass "
+                              "overwrite=True to replace it")
+    with open(names_file, "w", encoding="utf-8") as f:
         f.write("".join(n + "\n" for n in class_names))
+    first = _io.next_free_number(os.path.join(root, "images", *sub), os.path.join(root, "labels", *sub))
     for i, (image, targets) in enumerate(_io.iter_samples(samples, len(class_names))):
-        name = file_names[i] if file_names is not None else f"{i + 1:06d}.png"
+        name = file_names[i] if file_names is not None else f"{first + i:06d}.png"
         image_path = os.path.join(root, "images", *sub, name)
+        if not overwrite:
+            for path in (image_path, label_path_for(image_path)):
+                _io.refuse_existing(path, "file", "give other file_names or pass overwrite=True")
         _io.write_image(image_path, image)
         height, width = image.shape[:2]
         lines = []
