@@ -62,6 +62,13 @@ def draw_detections(
     if scale != 1:
         out = cv2.resize(out, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
     out = np.ascontiguousarray(out)
+    if class_names is not None and n and labels.max() >= len(class_names):
+        raise ValueError(f"`labels` holds {int(labels.max())}, but `class_names` has {len(class_names)} names")
+    # a box that is not finite is not drawn; coordinates far outside the image are clipped (OpenCV takes int32)
+    finite = np.all(np.isfinite(boxes), axis=1)
+    labels = np.where(finite, labels, -1)
+    limit = 4.0 * max(img.shape[:2]) + 16.0
+    boxes = np.clip(np.where(finite[:, None], boxes, 0.0), -limit, limit)
     colours = palette(int(labels.max()) + 1 if n and labels.max() >= 0 else 1)
     score_values = None if scores is None else np.asarray(scores, np.float64).reshape(-1)
     # lowest score first: the best detections' boxes and captions are drawn last, on top of the others

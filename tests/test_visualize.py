@@ -26,3 +26,13 @@ def test_captions_stay_inside_the_image():
     columns = np.flatnonzero(red.any(axis=0))
     assert red[:12].sum() > 100  # the caption's background, inside the image's top rows
     assert columns.min() < 60 and columns.max() == 99  # moved left into the image, ending at its right edge
+
+
+def test_boxes_that_are_not_finite_or_huge_and_unknown_labels():
+    image = np.zeros((40, 40, 3), np.uint8)
+    out = draw_detections(image, [[np.nan, 1, 5, 5], [1, 1, 1e12, 30]], [0, 1], [0.5, 0.6], ["a", "b"])
+    assert out.shape == (40, 40, 3) and out.any()
+    import pytest
+
+    with pytest.raises(ValueError, match="class_names"):
+        draw_detections(image, [[1, 1, 5, 5]], [3], [0.5], ["a", "b"])

@@ -395,8 +395,8 @@ class DetectionAugmenter:
                  keypoint_flip_map=None, min_box_size=1.0, pad_value=114, seed=None):
         if scale_range is not None:
             if (not isinstance(scale_range, (tuple, list)) or len(scale_range) != 2
-                    or not 0 < scale_range[0] <= scale_range[1]):
-                raise ValueError("scale_range must be (low, high) with 0 < low <= high, or None; "
+                    or not 0 < scale_range[0] <= scale_range[1] < float("inf")):
+                raise ValueError("scale_range must be (low, high) with 0 < low <= high < inf, or None; "
                                  f"received {scale_range!r}")
             scale_range = (float(scale_range[0]), float(scale_range[1]))
         if output_size is not None:

@@ -187,6 +187,8 @@ def _read(data, name: str, extra: str):
             e = np.asarray(item.get("difficult", np.zeros(len(b), bool))).astype(bool).reshape(-1)
         if len(e) != len(b):
             raise ValueError(f"`{name}[{i}]` has {len(b)} boxes but {len(e)} {extra}")
+        if len(lab) and lab.min() < -1:
+            raise ValueError(f"`{name}[{i}]['labels']` must be >= -1 (-1: padding); got {lab.min()}")
         keep = lab >= 0
         imgs.append(np.full(int(keep.sum()), i, np.int64))
         boxes.append(b[keep])
@@ -211,6 +213,8 @@ def _read_batched(data: dict, name: str, extra: str):
         e = np.asarray(data.get("difficult", np.zeros(lab.shape, bool))).astype(bool)
     if e.shape != lab.shape:
         raise ValueError(f"`{name}[{extra!r}]` must have shape {lab.shape}; got {e.shape}")
+    if lab.size and lab.min() < -1:
+        raise ValueError(f"`{name}['labels']` must be >= -1 (-1: padding); got {lab.min()}")
     keep = lab >= 0
     if "num_detections" in data:
         nd = np.asarray(data["num_detections"]).reshape(-1)

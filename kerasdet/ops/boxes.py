@@ -6,6 +6,7 @@ Boxes are `[..., 4]` tensors, `xyxy` pixels unless a function says otherwise. A 
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 from keras.utils import bounding_boxes as _keras_boxes
 
@@ -39,7 +40,13 @@ def padding_rows(boxes: tf.Tensor) -> tf.Tensor:
     return tf.reduce_all(tf.equal(boxes, -1.0), axis=-1)
 
 
+def _check_aligned(aligned):
+    if not isinstance(aligned, (bool, np.bool_)):
+        raise TypeError(f"`aligned` must be a bool; got {aligned!r}")
+
+
 def _intersection_union(b1, b2, aligned):
+    _check_aligned(aligned)
     if aligned:
         a1, a2 = b1, b2
     else:

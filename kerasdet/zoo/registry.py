@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import numbers
 import os
 import pathlib
 import sys
@@ -29,6 +30,8 @@ REQUIRED_CARD_KEYS = ("name", "family", "config", "num_classes", "class_names", 
 def zoo_dir() -> pathlib.Path:
     """The folder holding the released models: $KERASDET_ZOO_DIR, the checkout's `zoo/`, or the installed copy."""
     env = os.environ.get("KERASDET_ZOO_DIR")
+    if env and not pathlib.Path(env).is_dir():
+        raise FileNotFoundError(f"KERASDET_ZOO_DIR={env} is not a folder (unset it to use the zoo kerasdet ships)")
     candidates = [pathlib.Path(env)] if env else []
     candidates += [
         pathlib.Path(__file__).resolve().parents[2] / "zoo",
@@ -107,6 +110,9 @@ def build(model_card: dict, num_classes: int | None = None, compile: bool = True
     Example:
         >>> model = kerasdet.zoo.build(kerasdet.zoo.card("retinanet_resnet18_shapes"), num_classes=3)
     """
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral)
+                                    or num_classes < 1):
+        raise ValueError(f"`num_classes` must be a positive int or None; got {num_classes!r}")
     model = _instantiate(model_card, None)
     if weights is not None:  # before compile(): weight files hold no optimizer state
         weights_io.load_into(model, weights, sha256, what=what)

@@ -230,6 +230,8 @@ def test_prepare_end_to_end():
 def test_argument_errors():
     with pytest.raises(ValueError, match="scale_range"):
         pipeline.DetectionAugmenter(scale_range=(2.0, 1.0))
+    with pytest.raises(ValueError, match="scale_range"):
+        pipeline.DetectionAugmenter(scale_range=(1.0, float("inf")))  # every box would be cropped away
     with pytest.raises(ValueError, match="keypoint_flip_map"):
         pipeline.DetectionAugmenter(keypoint_flip_map=[0, 0, 1])
     with pytest.raises(ValueError, match="output_size"):

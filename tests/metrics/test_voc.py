@@ -131,3 +131,10 @@ def test_names_and_errors():
         voc_evaluate(gts, dets, iou_threshold=1.5)
     with pytest.raises(TypeError, match="list of per-image dicts"):
         voc_evaluate("gts", dets)
+
+
+def test_labels_below_padding_are_refused():
+    gts = [{"boxes": [[0, 0, 4, 4]], "labels": [-3]}]
+    dets = [{"boxes": [[0, 0, 4, 4]], "scores": [0.9], "labels": [0]}]
+    with pytest.raises(ValueError, match=">= -1"):
+        voc_evaluate(gts, dets, num_classes=2)

@@ -78,3 +78,12 @@ def test_clip_and_convert():
 def test_bad_input_errors_name_the_argument(call, message):
     with pytest.raises((ValueError, TypeError), match=message):
         call()
+
+
+def test_aligned_must_be_a_bool():
+    from kerasdet.ops import giou, iou
+
+    boxes = np.array([[0.0, 0.0, 2.0, 2.0]], np.float32)
+    for fn in (iou, giou):
+        with pytest.raises(TypeError, match="aligned"):
+            fn(boxes, boxes, aligned="no")

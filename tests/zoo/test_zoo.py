@@ -97,3 +97,12 @@ def test_weights_none_is_random(model):
     a = np.asarray(fresh.backbone.weights[0])
     b = np.asarray(model.backbone.weights[0])
     assert a.shape == b.shape and not np.allclose(a, b)
+
+
+def test_silent_fallbacks_are_refused(monkeypatch, tmp_path):
+    """`num_classes=True` is no class count, and a KERASDET_ZOO_DIR that is not a folder is not ignored."""
+    with pytest.raises(ValueError, match="num_classes"):
+        kerasdet.zoo.build(kerasdet.zoo.card(NAME), num_classes=True)
+    monkeypatch.setenv("KERASDET_ZOO_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="KERASDET_ZOO_DIR"):
+        kerasdet.zoo.card(NAME)
