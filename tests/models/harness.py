@@ -64,6 +64,8 @@ class FamilySpec:
         make_rois: for families with `needs_rois`: `(targets, batch) -> rois [B, R, 4]` (e.g. jittered boxes).
         target_keys: target keys beyond boxes and labels the family trains on ("masks", "keypoints").
         zoo_name: the family's released model, on which the any-input-size check runs.
+        slow_checks: names of harness checks (e.g. "test_mixed_float16_training_step_is_finite") that run with
+            `-m slow` only for this family, where another family covers the same code path in the default suite.
     """
 
     name: str
@@ -75,6 +77,7 @@ class FamilySpec:
     make_rois: Callable | None = None
     target_keys: tuple = ()
     zoo_name: str | None = None
+    slow_checks: tuple = ()
 
 
 #: the canvases of the any-input-size check (issue "The user's path"), given for 256 px content
@@ -366,4 +369,9 @@ def family_tests(spec: FamilySpec) -> dict:
         "test_any_input_size_keeps_the_boxes": test_any_input_size_keeps_the_boxes,
         "test_batch_mates_do_not_change_an_images_detections": test_batch_mates_do_not_change_an_images_detections,
     }
+    unknown = set(spec.slow_checks) - set(tests)
+    if unknown:
+        raise ValueError(f"{spec.name}: slow_checks names no harness check: {sorted(unknown)}")
+    for name in spec.slow_checks:
+        tests[name] = pytest.mark.slow(tests[name])
     return {(k if k == "trained" else k.replace("test_", f"test_{spec.name}_", 1)): v for k, v in tests.items()}
