@@ -319,7 +319,9 @@ def _compile_for(model, args, steps, recipe):
     """AdamW with linear warm-up then cosine decay over `steps`, the recipe's weight decay and clipping."""
     import keras
 
-    warmup = min(args.warmup, steps // 2)
+    # a fine-tune (--init-from) starts from trained weights: a short warm-up (at most a tenth of its often short
+    # schedule) instead of one that can take half the run at a fraction of the learning rate
+    warmup = min(args.warmup, steps // 10 if getattr(args, "init_from", None) else steps // 2)
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=args.lr * 0.1, decay_steps=max(steps - warmup, 1), alpha=0.01,
         warmup_target=args.lr, warmup_steps=warmup)

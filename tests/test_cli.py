@@ -338,13 +338,14 @@ def test_kerasdet_load_takes_zoo_names_run_folders_keras_files_and_exports(tmp_p
 @pytest.mark.slow
 def test_fine_tuning_on_a_voc_folder_of_three_custom_classes_reaches_ap50_0_9(tmp_path, capsys):
     """The issue's Must-show: the released RetinaNet fine-tuned from the CLI on a VOC folder of 3 classes the test
-    writes (150 training images, 50 held out) reaches AP50 >= 0.9 on the held-out split in a few CPU minutes."""
+    writes (150 training images, 50 held out) reaches AP50 >= 0.9 on the held-out split in a few CPU minutes.
+    Not met yet: 10 epochs gave AP50 0.822 (plateau from epoch 7; 0.781 after 4 epochs), see the issue's note."""
     voc = _demo_voc(tmp_path / "voc", num_images=200, image_size=256)
     run = tmp_path / "run"
     start = time.time()
     assert cli.main(["train", "--init-from", NAME, "--num-classes", "3", "--dataset", f"voc:{voc}",
-                     "--val-dataset", f"voc:{voc}:val", "--val-images", "50", "--epochs", "4", "--batch-size", "8",
-                     "--lr", "0.0005", "--out", str(run)]) == 0
+                     "--val-dataset", f"voc:{voc}:val", "--val-images", "50", "--epochs", "10", "--batch-size", "8",
+                     "--out", str(run)]) == 0
     seconds = time.time() - start
     assert cli.main(["evaluate", "--model", str(run), "--dataset", f"voc:{voc}:val", "--images", "50",
                      "--out", str(tmp_path / "eval")]) == 0
