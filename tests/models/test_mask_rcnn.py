@@ -16,8 +16,8 @@ def _small(**kwargs):
     return MaskRCNN.compact(num_classes=3, width=0.25, num_keypoints=len(synthetic.KEYPOINT_NAMES), **kwargs)
 
 
-# the mixed-precision step of the two-stage path is checked on Faster R-CNN in the default suite; Mask R-CNN's
-# (about a minute: the heads on kept boxes build a second graph) runs with -m slow
+# the mixed-precision training step is checked on RetinaNet in the default suite; Mask R-CNN's (about a minute:
+# the heads on kept boxes build a second graph) runs with -m slow, as Faster R-CNN's
 SPEC = harness.FamilySpec(name="mask_rcnn", build=_small, target_keys=("masks", "keypoints"),
                           slow_checks=("test_mixed_float16_training_step_is_finite",))
 globals().update(harness.family_tests(SPEC))

@@ -222,6 +222,7 @@ def test_losses_equal_the_numpy_reference_from_the_definitions(model):
     assert float(terms["box_loss"]) == pytest.approx(box_sum / num_positive, rel=1e-4)
 
 
+@pytest.mark.slow  # the harness's test_retinanet_fit_lowers_a_finite_loss checks the falling loss by default
 def test_fit_on_synthetic_images_lowers_the_loss():
     keras.utils.set_random_seed(0)
     model = tiny()
