@@ -74,6 +74,9 @@ def parse_class_names(value):
     path = pathlib.Path(value)
     if path.is_file():
         names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    elif "," not in value and (os.sep in value or path.suffix in (".txt", ".names", ".csv")):
+        raise SystemExit(f"kerasdet: --class-names {value!r}: no such file (give a file with one name per line, "
+                         "or a comma list such as disc,square,star)")
     else:
         names = [name.strip() for name in value.split(",") if name.strip()]
     if not names:
@@ -91,7 +94,11 @@ VOC_DEFAULT_SPLITS = {"train": ("trainval", "train"), "test": ("test", "val"), "
 def _voc_reader(root, sub_split, purpose, class_names, prefer_names):
     from kerasdet.data import VocDataset
 
-    split = sub_split or next((s for s in VOC_DEFAULT_SPLITS.get(purpose, ()) if s in VocDataset.splits(root)), None)
+    existing = VocDataset.splits(root)
+    split = sub_split or next((s for s in VOC_DEFAULT_SPLITS.get(purpose, ()) if s in existing), None)
+    if split is None and existing:  # reading every annotation would mix the splits the folder defines
+        raise SystemExit(f"kerasdet: voc:{root} has the image sets {existing} but none of "
+                         f"{list(VOC_DEFAULT_SPLITS.get(purpose, ()))}: name one, e.g. voc:{root}:{existing[0]}")
     where = f"image set {split!r}" if split else "every Annotations/*.xml (no ImageSets/Main/ image set)"
     if class_names is None:
         reader = VocDataset(root, split=split, class_names=None)
@@ -321,7 +328,8 @@ def _compile_for(model, args, steps, recipe):
 
     # a fine-tune (--init-from) starts from trained weights: a short warm-up (at most a tenth of its often short
     # schedule) instead of one that can take half the run at a fraction of the learning rate
-    warmup = min(args.warmup, steps // 10 if getattr(args, "init_from", None) else steps // 2)
+    cap = steps // 10 if getattr(args, "init_from", None) and getattr(args, "warmup_from_recipe", False) else steps // 2
+    warmup = min(args.warmup, cap)
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=args.lr * 0.1, decay_steps=max(steps - warmup, 1), alpha=0.01,
         warmup_target=args.lr, warmup_steps=warmup)
@@ -418,16 +426,20 @@ def cmd_train(args):
         raise
 
 
-def _model_class_count(spec):
-    """The class count of a zoo model or run folder, from its card / model.json (no weights loaded)."""
+def _model_meta(spec):
+    """The card of a zoo model or the model.json of a run folder (no weights loaded)."""
     import kerasdet.zoo as zoo
 
     if spec in zoo.list():
-        return int(zoo.card(spec)["num_classes"])
+        return zoo.card(spec)
     meta_path = pathlib.Path(spec) / "model.json"
     if not meta_path.is_file():
         raise SystemExit(f"kerasdet: {spec!r} is neither a zoo model ({zoo.list()}) nor a run folder with model.json")
-    return int(json.loads(meta_path.read_text())["num_classes"])
+    return json.loads(meta_path.read_text())
+
+
+def _model_class_count(spec):
+    return int(_model_meta(spec)["num_classes"])
 
 
 def _check_class_count(args, class_names):
@@ -455,7 +467,7 @@ class _ValidationAP:
         class ValidationAP(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
                 start = time.time()
-                metrics, _, _, _, _, _ = _evaluate(self.model, spec, images, image_size, batch_size, "val", None,
+                metrics, _, _, _, _, _ = _evaluate(self.model, spec, images, image_size, batch_size, "val", "validate",
                                                    class_names=class_names if spec.split(":")[0] in ("voc", "yolo")
                                                    else None)
                 for key in ("AP", "AP50", "AP75"):
@@ -488,10 +500,23 @@ def _train(args):
     keras.utils.set_random_seed(args.seed + initial_epoch)
     recipe = _recipe_of(args)
     with_masks = "masks" in recipe.needs
+    # a fine-tune keeps the model's label order for a VOC folder of (some of) its classes: label i stays class i
+    prefer = _model_meta(args.init_from).get("class_names") if args.init_from else None
     ds, class_names, _, extras = open_dataset(args.dataset, "train", args.train_images, args.image_size,
                                               with_masks=with_masks, with_keypoints=with_masks,
-                                              class_names=parse_class_names(args.class_names))
+                                              class_names=parse_class_names(args.class_names), prefer_names=prefer)
     _check_class_count(args, class_names)
+    if args.val_dataset:  # opened (and its files checked) now, not after the first epoch
+        val_kind = args.val_dataset.split(":")[0]
+        _, val_names, _, _ = open_dataset(args.val_dataset, "val", args.val_images, args.image_size,
+                                          class_names=class_names if val_kind in ("voc", "yolo") else None,
+                                          prefer_names=class_names)
+        if val_names != class_names:
+            raise SystemExit(f"kerasdet train: --val-dataset {args.val_dataset} has the classes {_short(val_names)}, "
+                             f"the training data {_short(class_names)}")
+        if args.alternating:
+            raise SystemExit("kerasdet train: --val-dataset does not apply to --alternating runs (four steps in one "
+                             "command); evaluate each run with `kerasdet evaluate`")
     ds = ds.cache()
     count = sum(1 for _ in ds)
     if count == 0:
@@ -505,6 +530,7 @@ def _train(args):
           f"{len(class_names)} classes", flush=True)
     if args.lr is None:
         args.lr = recipe.learning_rate
+    args.warmup_from_recipe = args.warmup is None
     if args.warmup is None:
         args.warmup = recipe.warmup_steps
     scale_range = None
@@ -980,7 +1006,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if action.default is None or action.default is False or "default" in text:
+        if action.default is None or action.default is False or "(default" in text or "%(default)" in text:
             return text
         return super()._get_help_string(action)
 
@@ -1032,7 +1058,7 @@ def build_parser():
                                            "(e.g. a shared backbone and FPN) initialise the new --arch model")
     t.add_argument("--dataset", default="synthetic",
                    help="synthetic, coco:ANN.json[:IMAGES] (images default to the json's folder), voc:ROOT[:SPLIT] "
-                        "(default split: trainval, else train, else every Annotations/*.xml), yolo:ROOT[:SPLIT]")
+                        "(without a split: trainval, else train, else every Annotations/*.xml), yolo:ROOT[:SPLIT]")
     t.add_argument("--class-names", help="voc:/yolo: datasets: the class names in label order, a file with one name "
                                          "per line or a comma list (default: VOC: read from the XML, sorted; YOLO: "
                                          "classes.txt)")
@@ -1066,7 +1092,8 @@ def build_parser():
     e.add_argument("--dataset", default="synthetic:test",
                    help="as train's --dataset; voc:ROOT defaults to the test split, else val, else every annotation")
     e.add_argument("--class-names", help="voc:/yolo: datasets: class names in label order (file or comma list; "
-                                         "default: the folder's own, in the model's order when they are its classes)")
+                                         "default: VOC: the XML's names, in the model's order when they are its "
+                                         "classes; YOLO: the folder's classes file)")
     e.add_argument("--images", type=int, default=500)
     e.add_argument("--image-size", type=int, default=None, help="default: the model's")
     e.add_argument("--batch-size", type=int, default=8)

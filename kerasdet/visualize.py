@@ -71,6 +71,8 @@ def draw_detections(
     boxes = np.clip(np.where(finite[:, None], boxes, 0.0), -limit, limit)
     colours = palette(int(labels.max()) + 1 if n and labels.max() >= 0 else 1)
     score_values = None if scores is None else np.asarray(scores, np.float64).reshape(-1)
+    if score_values is not None and len(score_values) != n:
+        raise ValueError(f"`scores` must have {n} entries, one per box; got {len(score_values)}")
     # lowest score first: the best detections' boxes and captions are drawn last, on top of the others
     order = [i for i in (np.argsort(score_values, kind="stable") if score_values is not None else range(n))
              if labels[i] >= 0]

@@ -36,3 +36,10 @@ def test_boxes_that_are_not_finite_or_huge_and_unknown_labels():
 
     with pytest.raises(ValueError, match="class_names"):
         draw_detections(image, [[1, 1, 5, 5]], [3], [0.5], ["a", "b"])
+
+
+def test_scores_must_match_the_boxes():
+    import pytest
+
+    with pytest.raises(ValueError, match="scores"):
+        draw_detections(np.zeros((20, 20, 3), np.uint8), [[1, 1, 5, 5], [2, 2, 6, 6]], [0, 0], [0.5])

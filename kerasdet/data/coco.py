@@ -371,7 +371,7 @@ def write_coco(samples, annotation_file, categories, image_dir=None, file_names=
     cats = _normalise_categories(categories)
     if annotation_file is not None and not overwrite:
         _io.refuse_existing(annotation_file, "annotation file")
-    first = _io.next_free_number(image_dir) if image_dir is not None else 1
+    first = _io.next_free_number(image_dir) if image_dir is not None and not overwrite else 1
     images, annotations = [], []
     for i, (image, targets) in enumerate(_io.iter_samples(samples, len(cats))):
         image_id = i + 1

@@ -285,7 +285,7 @@ def write_voc(samples, root, class_names=VOC_CLASSES, split="trainval", image_id
     sets_file = os.path.join(root, "ImageSets", "Main", f"{split}.txt")
     if not overwrite:
         _io.refuse_existing(sets_file, "image set", "pass overwrite=True to replace it, or write another split")
-    first = _io.next_free_number(os.path.join(root, "Annotations"), os.path.join(root, "JPEGImages"))
+    first = 1 if overwrite else _io.next_free_number(os.path.join(root, "Annotations"), os.path.join(root, "JPEGImages"))
     ids = []
     for i, (image, targets) in enumerate(_io.iter_samples(samples, len(class_names))):
         image_id = image_ids[i] if image_ids is not None else f"{first + i:06d}"

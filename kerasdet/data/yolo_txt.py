@@ -198,7 +198,8 @@ def write_yolo_txt(samples, root, class_names, split=None, file_names=None, over
                               "overwrite=True to replace it")
     with open(names_file, "w", encoding="utf-8") as f:
         f.write("".join(n + "\n" for n in class_names))
-    first = _io.next_free_number(os.path.join(root, "images", *sub), os.path.join(root, "labels", *sub))
+    first = 1 if overwrite else _io.next_free_number(os.path.join(root, "images", *sub),
+                                                     os.path.join(root, "labels", *sub))
     for i, (image, targets) in enumerate(_io.iter_samples(samples, len(class_names))):
         name = file_names[i] if file_names is not None else f"{first + i:06d}.png"
         image_path = os.path.join(root, "images", *sub, name)

@@ -403,8 +403,8 @@ class Detector(keras.Model):
         `output_keys` (boxes/scores/labels/num_detections, plus the family's extra keys).
 
         Also takes one `[H, W, 3]` image (outputs without the batch axis) or a list of `[H, W, 3]` images of
-        any sizes (a list of per-image dicts: the images are padded into one batch with the model's pad value,
-        each image's boxes are clipped to its own size and its masks cropped to it). A batch of 0 images gives
+        any sizes (a list of per-image dicts: images of one size are detected as one batch, each size apart, so an
+        image's detections are those it gets alone). A batch of 0 images gives
         outputs with batch 0 (the model runs on one blank image, sliced away), whether the batch size is known
         when tracing or only at run time.
         """
@@ -459,6 +459,15 @@ class Detector(keras.Model):
         sizes = tf.cast(image_sizes, tf.int32)
         height, width = tf.shape(images)[1], tf.shape(images)[2]
         signature = {k: v for k, v in self.output_signature().items() if k in self.output_keys}
+        missing = set(self.output_keys) - set(signature)
+        if missing:
+            raise NotImplementedError(f"{type(self).__name__}.output_signature() lacks {sorted(missing)}")
+        checks = [tf.debugging.assert_rank(sizes, 2, message="`image_sizes` must be [B, 2] (height, width)"),
+                  tf.debugging.assert_positive(sizes, message="`image_sizes` must be positive"),
+                  tf.debugging.assert_less_equal(sizes, tf.shape(images)[1:3][None],
+                                                 message="`image_sizes` must fit in the batch's height and width")]
+        with tf.control_dependencies(checks):
+            sizes = tf.identity(sizes)
 
         def one(i):
             image = images[i:i + 1, : sizes[i, 0], : sizes[i, 1]]
