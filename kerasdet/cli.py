@@ -915,7 +915,7 @@ def cmd_export(args):
         raise SystemExit(f"kerasdet export: --mask-threshold applies to models with masks; {args.model} outputs "
                          f"{', '.join(model.output_keys)}")
     path = saved_model(model, args.out, overwrite=args.overwrite, mask_threshold=args.mask_threshold,
-                       label_names=args.label_names)
+                       label_names=args.label_names, max_pixels=args.max_pixels or None)
     print(f"[export] SavedModel with signatures serving_default and serving_bytes in {path} "
           f"(class names: {_short(list(model.class_names or []))}" + (", served as label_names)" if args.label_names
                                                                      else ")"))
@@ -1118,6 +1118,8 @@ def build_parser():
     x.add_argument("--overwrite", action="store_true")
     x.add_argument("--mask-threshold", type=float, default=None,
                    help="models with masks: serve uint8 binary masks at this threshold instead of float probabilities")
+    x.add_argument("--max-pixels", type=int, default=100_000_000,
+                   help="serving_bytes refuses images whose header declares more pixels, before decoding (0: no limit)")
     x.add_argument("--label-names", action="store_true",
                    help="also serve each detection's class name (output label_names, string [B, N])")
     x.set_defaults(fn=cmd_export)

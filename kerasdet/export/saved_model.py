@@ -11,13 +11,63 @@ import tensorflow as tf
 OUTPUT_KEYS = ("boxes", "scores", "labels", "num_detections")
 
 
-def _decode_batch(encoded, pad_value=(0.0, 0.0, 0.0)):
-    """Decodes a batch of JPEG/PNG strings: (float32 `[B, H, W, 3]`, int32 sizes `[B, 2]`), smaller images padded at
-    the bottom/right with the RGB `pad_value` (the model's: the pixel its preprocessing maps to zero); the model
-    crops each image back to its size before detecting on it."""
+#: images of more pixels than this are refused by `serving_bytes` before they are decoded (decompression bombs)
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+def _bytes_at(data, start, count):
+    return tf.cast(tf.io.decode_raw(tf.strings.substr(data, start, count), tf.uint8), tf.int64)
+
+
+def _header_size(data):
+    """int64 (height, width) read from the header of an encoded PNG, JPEG, GIF or BMP image without decoding it;
+    (0, 0) when the format is not one of these or the header is too short (decoding then reports the error)."""
+    length = tf.strings.length(data)
+    magic = tf.strings.substr(data, 0, 4)
+
+    def big_endian(b):
+        return ((b[0] * 256 + b[1]) * 256 + b[2]) * 256 + b[3]
+
+    def png():  # IHDR: width and height, 4 bytes each, big-endian, at offset 16
+        b = _bytes_at(data, 16, 8)
+        return tf.stack([big_endian(b[4:]), big_endian(b[:4])])
+
+    def gif():  # logical screen: width and height, 2 bytes each, little-endian, at offset 6
+        b = _bytes_at(data, 6, 4)
+        return tf.stack([b[2] + b[3] * 256, b[0] + b[1] * 256])
+
+    def bmp():  # BITMAPINFOHEADER: width and height, signed 4-byte little-endian, at offset 18
+        b = _bytes_at(data, 18, 8)
+        width, height = big_endian(b[3::-1]), big_endian(b[7:3:-1])
+        return tf.stack([tf.where(height >= 2**31, 2**32 - height, height), width])
+
+    def jpeg():
+        return tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64)
+
+    return tf.case([
+        (tf.equal(magic, b"\x89PNG") & (length >= 24), png),
+        (tf.equal(tf.strings.substr(magic, 0, 3), b"GIF") & (length >= 10), gif),
+        (tf.equal(tf.strings.substr(magic, 0, 2), b"BM") & (length >= 26), bmp),
+        (tf.equal(tf.strings.substr(magic, 0, 2), b"\xff\xd8"), jpeg),
+    ], default=lambda: tf.zeros([2], tf.int64))
+
+
+def _decode_batch(encoded, pad_value=(0.0, 0.0, 0.0), max_pixels=DEFAULT_MAX_PIXELS):
+    """Decodes a batch of JPEG/PNG/GIF/BMP strings: (float32 `[B, H, W, 3]`, int32 sizes `[B, 2]`), smaller images
+    padded at the bottom/right with the RGB `pad_value` (the model's: the pixel its preprocessing maps to zero); the
+    model crops each image back to its size before detecting on it. An image whose header declares more than
+    `max_pixels` pixels is refused before it is decoded (an InvalidArgumentError naming the limit)."""
     value = tf.constant(pad_value, tf.float32)
 
     def decode(data):
+        if max_pixels is not None:
+            hw = _header_size(data)
+            check = tf.debugging.assert_less_equal(
+                hw[0] * hw[1], tf.constant(int(max_pixels), tf.int64),
+                message=f"serving_bytes: an image's header declares more than max_pixels={int(max_pixels)} pixels "
+                        "(refused before decoding)")
+            with tf.control_dependencies([check]):
+                data = tf.identity(data)
         return tf.cast(tf.io.decode_image(data, channels=3, expand_animations=False), tf.float32) - value
 
     def decode_one(data):
@@ -41,7 +91,8 @@ def _class_names(model):
     return [str(n) for n in names] if names else [str(i) for i in range(model.num_classes)]
 
 
-def saved_model(model, path, overwrite: bool = False, mask_threshold=None, label_names: bool = False) -> pathlib.Path:
+def saved_model(model, path, overwrite: bool = False, mask_threshold=None, label_names: bool = False,
+                max_pixels=DEFAULT_MAX_PIXELS) -> pathlib.Path:
     """Writes `model` as a SavedModel with two signatures for TF Serving.
 
     - `serving_default`: `images` uint8 `[None, None, None, 3]` (any batch size, any image size the
@@ -65,6 +116,8 @@ def saved_model(model, path, overwrite: bool = False, mask_threshold=None, label
         mask_threshold: for models with pasted `masks` (Mask R-CNN): None serves float32 probabilities in
             0..1; a threshold in (0, 1) serves uint8 binary masks (4x smaller responses).
         label_names: also serve each detection's class name (`label_names`).
+        max_pixels: `serving_bytes` refuses an image whose header declares more pixels, before decoding it (None:
+            no limit).
 
     Returns:
         The folder written.
@@ -95,7 +148,7 @@ def saved_model(model, path, overwrite: bool = False, mask_threshold=None, label
         saved_threshold = model.mask_threshold
         model.mask_threshold = float(mask_threshold)
         try:
-            return saved_model(model, path, overwrite=overwrite, label_names=label_names)
+            return saved_model(model, path, overwrite=overwrite, label_names=label_names, max_pixels=max_pixels)
         finally:
             model.mask_threshold = saved_threshold
     image_spec = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
@@ -123,7 +176,7 @@ def saved_model(model, path, overwrite: bool = False, mask_threshold=None, label
             return with_names({k: out[k] for k in keys})
 
         def detect_bytes_with_rois(encoded, rois):
-            images, sizes = _decode_batch(encoded, model.input_pad_value)
+            images, sizes = _decode_batch(encoded, model.input_pad_value, max_pixels)
             out = model.detect_padded({"images": images, "rois": rois}, sizes)
             return with_names({k: out[k] for k in keys})
 
@@ -135,7 +188,7 @@ def saved_model(model, path, overwrite: bool = False, mask_threshold=None, label
             return with_names({k: out[k] for k in keys})
 
         def detect_bytes(encoded):
-            images, sizes = _decode_batch(encoded, model.input_pad_value)
+            images, sizes = _decode_batch(encoded, model.input_pad_value, max_pixels)
             out = model.detect_padded(images, sizes)
             return with_names({k: out[k] for k in keys})
 

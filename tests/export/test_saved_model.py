@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasdet.export.saved_model import OUTPUT_KEYS, _decode_batch, saved_model
+from kerasdet.export.saved_model import OUTPUT_KEYS, _decode_batch, _header_size, saved_model
 from kerasdet.models.retinanet.retinanet import RetinaNet
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -168,6 +168,34 @@ def test_decode_batch_pads_smaller_images_at_the_bottom_right_with_the_pad_value
     assert np.all(batch[0, 16:] == value) and np.all(batch[1, :, 12:] == value)
     empty, empty_sizes = _decode_batch(tf.zeros([0], tf.string))
     assert empty.shape == (0, 0, 0, 3) and empty_sizes.shape == (0, 2)
+
+
+def test_image_sizes_are_read_from_the_header_and_large_images_refused_before_decoding():
+    """serving_bytes reads each image's size from its PNG / JPEG / GIF / BMP header and refuses more than max_pixels
+    before decoding (a 48 KB PNG can declare 20000 x 20000 pixels)."""
+    import io
+
+    import cv2
+    from PIL import Image
+
+    image = make_images(1, 37, 53, seed=6)[0]
+    encoded = {ext: cv2.imencode(ext, image)[1].tobytes() for ext in (".png", ".jpg", ".bmp")}
+    gif = io.BytesIO()
+    Image.fromarray(image).save(gif, format="GIF")
+    encoded[".gif"] = gif.getvalue()
+    for ext, data in encoded.items():
+        assert _header_size(tf.constant(data)).numpy().tolist() == [37, 53], ext
+    assert _header_size(tf.constant(b"not an image")).numpy().tolist() == [0, 0]
+    batch = tf.constant([encoded[".png"], encoded[".jpg"]])
+    images, sizes = _decode_batch(batch, max_pixels=37 * 53)
+    assert images.shape == (2, 37, 53, 3) and sizes.numpy().tolist() == [[37, 53], [37, 53]]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="max_pixels=1000"):
+        _decode_batch(batch, max_pixels=1000)
+    # a header that lies: 20000 x 20000 declared in a few bytes is refused without allocating 1.2 GB
+    bomb = bytearray(encoded[".png"])
+    bomb[16:24] = (20000).to_bytes(4, "big") * 2
+    with pytest.raises(tf.errors.InvalidArgumentError, match="max_pixels"):
+        _decode_batch(tf.constant([bytes(bomb)]))
 
 
 def test_serving_bytes_clips_each_images_boxes_to_its_own_size(exported):
