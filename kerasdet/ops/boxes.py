@@ -110,6 +110,17 @@ def giou(boxes1, boxes2, aligned: bool = False) -> tf.Tensor:
     return iou_value - _safe_divide(enclosing - union, enclosing)
 
 
+def _check_sizes(sizes, name, allow_zero):
+    """Eagerly known image sizes must be finite and positive (>= 0 where `allow_zero`): a negative or NaN size
+    has no meaning and would give NaN or inverted boxes. (Inside graphs the values are not known: no check.)"""
+    if not tf.executing_eagerly() or isinstance(sizes, tf.Variable):
+        return
+    values = np.asarray(sizes)
+    bad = ~np.isfinite(values) | ((values < 0) if allow_zero else (values <= 0))
+    if bad.any():
+        raise ValueError(f"`{name}` must be finite and {'>= 0' if allow_zero else '> 0'}; got {values.tolist()}")
+
+
 def clip_boxes(boxes, image_shape) -> tf.Tensor:
     """Clips `xyxy` boxes `[..., 4]` to `[0, width] x [0, height]`.
 
@@ -125,6 +136,7 @@ def clip_boxes(boxes, image_shape) -> tf.Tensor:
     shape = as_float_tensor(image_shape, "image_shape")
     if shape.shape.rank is not None and shape.shape.rank >= 1 and shape.shape[-1] not in (None, 2):
         raise ValueError(f"`image_shape` must be (height, width) or [..., 2]; got shape {tuple(shape.shape)}")
+    _check_sizes(shape, "image_shape", allow_zero=True)
     h = shape[..., 0:1]
     w = shape[..., 1:2]
     x1, y1, x2, y2 = tf.split(b, 4, axis=-1)
@@ -151,4 +163,7 @@ def convert_format(boxes, source: str, target: str, height=None, width=None) -> 
     b = _boxes(boxes, "boxes")
     if (source.startswith("rel") or target.startswith("rel")) and (height is None or width is None):
         raise ValueError(f"converting {source!r} to {target!r} needs `height` and `width`")
+    if source.startswith("rel") or target.startswith("rel"):
+        for name, value in (("height", height), ("width", width)):
+            _check_sizes(as_float_tensor(value, name), name, allow_zero=False)
     return tf.convert_to_tensor(_keras_boxes.convert_format(b, source=source, target=target, height=height, width=width))

@@ -87,3 +87,17 @@ def test_aligned_must_be_a_bool():
     for fn in (iou, giou):
         with pytest.raises(TypeError, match="aligned"):
             fn(boxes, boxes, aligned="no")
+
+
+def test_sizes_without_meaning_are_refused():
+    from kerasdet.ops import clip_boxes, convert_format
+
+    boxes = np.array([[1.0, 2.0, 3.0, 4.0]], np.float32)
+    for shape in ((-1, 10), (float("nan"), 10), (10, float("inf"))):
+        with pytest.raises(ValueError, match="image_shape"):
+            clip_boxes(boxes, shape)
+    assert clip_boxes(boxes, (0, 0)).numpy().tolist() == [[0, 0, 0, 0]]  # an empty image clips everything to 0
+    with pytest.raises(ValueError, match="height"):
+        convert_format(boxes, "xyxy", "rel_xyxy", height=0, width=10)
+    with pytest.raises(ValueError, match="width"):
+        convert_format(boxes, "rel_xyxy", "xyxy", height=10, width=float("nan"))
