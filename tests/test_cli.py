@@ -112,13 +112,10 @@ def test_unknown_dataset_and_model_are_clear(tmp_path):
         cli.load_model(str(tmp_path))
 
 
-def test_an_interrupted_run_resumes_at_its_next_epoch(tmp_path):
-    """--resume goes on from the last epoch checkpoint (model and optimizer state), appends to history.csv, counts
-    the time before the interruption, and refuses a run that has finished."""
-    interrupted = tmp_path / "interrupted"
-    common = ["--dataset", "synthetic", "--train-images", "4", "--batch-size", "2", "--image-size", "64",
-              "--warmup", "1"]
-    assert cli.main(["train", "--epochs", "1", *common, "--out", str(interrupted)]) == 0
+def _check_interrupted_run_resumes(interrupted, train_args):
+    """Trains one epoch of a two-epoch run into `interrupted` (its model.json removed, as if killed after the first
+    checkpoint), resumes it, and checks the history, checkpoints, time record and the refusal of a finished run."""
+    assert cli.main(["train", *train_args, "--out", str(interrupted)]) == 0
     (interrupted / "model.json").unlink()
     record = json.loads((interrupted / "command.json").read_text())
     record["argv"][record["argv"].index("--epochs") + 1] = "2"
@@ -133,6 +130,15 @@ def test_an_interrupted_run_resumes_at_its_next_epoch(tmp_path):
     with pytest.raises(SystemExit) as stop:
         cli.main(["train", "--resume", str(interrupted)])
     assert stop.value.code == 2
+
+
+def test_an_interrupted_run_resumes_at_its_next_epoch(tmp_path):
+    """--resume goes on from the last epoch checkpoint (model and optimizer state), appends to history.csv, counts
+    the time before the interruption, and refuses a run that has finished."""
+    interrupted = tmp_path / "interrupted"
+    common = ["--dataset", "synthetic", "--train-images", "4", "--batch-size", "2", "--image-size", "64",
+              "--warmup", "1"]
+    _check_interrupted_run_resumes(interrupted, ["--epochs", "1", *common])
 
 
 @pytest.mark.slow
@@ -171,22 +177,7 @@ def test_faster_rcnn_run_is_rebuilt_as_faster_rcnn_and_resumes(tmp_path):
     assert card["train_seconds"] == meta["train_seconds"] and card["config"]["rpn"]["class_name"] == "RegionProposalNetwork"
 
     # an interrupted two-epoch run (its first epoch's checkpoint is there, model.json is not) resumes at epoch 2
-    interrupted = tmp_path / "interrupted"
-    assert cli.main(["train", "--arch", "faster-rcnn-compact", "--epochs", "1", *common, "--out", str(interrupted)]) == 0
-    (interrupted / "model.json").unlink()
-    record = json.loads((interrupted / "command.json").read_text())
-    record["argv"][record["argv"].index("--epochs") + 1] = "2"
-    (interrupted / "command.json").write_text(json.dumps(record))
-    assert cli.main(["train", "--resume", str(interrupted)]) == 0
-    history = (interrupted / "history.csv").read_text().strip().splitlines()
-    assert [row.split(",")[0] for row in history[1:]] == ["0", "1"]
-    assert sorted(p.name for p in (interrupted / "checkpoints").glob("*.h5")) == ["epoch_001.weights.h5",
-                                                                                   "epoch_002.weights.h5"]
-    progress = json.loads((interrupted / "progress.json").read_text())["seconds"]
-    assert 0 < progress["1"] < progress["2"]
-    with __import__("pytest").raises(SystemExit) as stop:
-        cli.main(["train", "--resume", str(interrupted)])
-    assert stop.value.code == 2
+    _check_interrupted_run_resumes(tmp_path / "interrupted", ["--arch", "faster-rcnn-compact", "--epochs", "1", *common])
 
 
 def test_command_line_mistakes_are_one_line_and_exit_2(tmp_path, capsys):
