@@ -148,8 +148,10 @@ def check_layer(
     sym_layer = layer_cls(**init_kwargs)
     sym_out = sym_layer(*sym_inputs, **call_kwargs)
     model = keras.Model(sym_inputs, sym_out)
+    sym_layer.set_weights(layer.get_weights())  # the same weights, so that the two calls must agree
     model_out = _to_numpy(model(list(args)))
     _check_symbolic_shapes(sym_out, model_out, f"{name} symbolic")
+    _assert_close(model_out, eager, atol, rtol, f"{name} functional model (built on keras.Input) vs eager")
     if save_load:
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "layer.keras")

@@ -48,15 +48,41 @@ def test_ps_roi_align_layer():
     np.testing.assert_allclose(out, ref.ps_roi_align(features, rois, (2, 2), 0.125, 2), atol=1e-4)
 
 
-def test_layers_do_not_autocast_rois_under_mixed_precision():
-    features, rois = _inputs(4)
-    rois = rois * 8 + 0.3  # large off-grid coordinates: float16 would move them by up to 0.25 pixel
-    want = ref.roi_align(features, rois, 3, 1 / 64, 2, True)
+def _half_precision_case(name):
+    """(layer factory, its features argument, the numpy reference on given features, rois): rois up to ~950 px, off
+    the float16 grid (spacing 0.5 px above 512), on maps coarse enough for the rois to fit."""
+    features, rois = _inputs(12)
+    rois = rois * 8 + 0.3  # float16 would move these corners by up to 0.25 px
+    if name == "RoIAlign":
+        return (lambda: RoIAlign(3, spatial_scale=1 / 64)), features[..., :4], \
+            (lambda f: ref.roi_align(f, rois, 3, 1 / 64, 2, True)), rois
+    if name == "PSRoIAlign":
+        return (lambda: PSRoIAlign((2, 2), spatial_scale=1 / 64, sampling_ratio=2)), features, \
+            (lambda f: ref.ps_roi_align(f, rois, (2, 2), 1 / 64, 2)), rois
+    rng = np.random.default_rng(5)
+    maps = [rng.normal(size=(2, 30, 30, 4)).astype(np.float32), rng.normal(size=(2, 15, 15, 4)).astype(np.float32)]
+    levels = {"canonical_scale": 224.0, "canonical_level": 5}
+    return (lambda: MultiLevelRoIAlign(3, strides=[32, 64], **levels)), maps, \
+        (lambda f: ref.multilevel_roi_align(f, [32, 64], rois, 3, **levels)), rois
+
+
+@pytest.mark.parametrize("name", ["RoIAlign", "PSRoIAlign", "MultiLevelRoIAlign"])
+def test_layers_do_not_round_rois_under_mixed_precision(name):
+    # Under mixed_float16 the features are float16 but the rois must reach the op in float32. The reference runs on
+    # the same float16-rounded features with float32 rois, so what remains is the output's float16 rounding
+    # (relative 2^-11 = 4.9e-4). Rounding the rois to float16 moves these outputs by up to 4.6e-3, which the
+    # tolerance below (1e-3 relative + 2e-4) catches: checked by planting that cast in the layers' `call` once.
+    make, features, reference, rois = _half_precision_case(name)
+    to_half = lambda f: tf.constant(f, tf.float16)  # noqa: E731
+    half = [to_half(f) for f in features] if isinstance(features, list) else to_half(features)
+    rounded = tf.nest.map_structure(lambda t: t.numpy().astype(np.float32), half)
     keras.config.set_dtype_policy("mixed_float16")
-    layer = RoIAlign(3, spatial_scale=1 / 64)
-    out = layer(tf.constant(features, tf.float16), tf.constant(rois))
+    try:
+        out = make()(half, tf.constant(rois))
+    finally:
+        keras.config.set_dtype_policy("float32")
     assert out.dtype == tf.float16
-    np.testing.assert_allclose(np.asarray(out, np.float32), want, atol=2e-2)
+    np.testing.assert_allclose(np.asarray(out, np.float32), reference(rounded), rtol=1e-3, atol=2e-4)
 
 
 @keras.saving.register_keras_serializable(package="kerasdet_tests")

@@ -1,9 +1,12 @@
 """Precision-recall figures: written as PNG for COCO and VOC results, with clear errors."""
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from kerasdet.metrics import plots
 from kerasdet.metrics.coco import coco_evaluate
 from kerasdet.metrics.plots import plot_precision_recall
 from kerasdet.metrics.voc import voc_evaluate
@@ -30,13 +33,34 @@ def test_coco_curves_overall_and_per_class(tmp_path):
     _png(plot_precision_recall(stats, tmp_path / "one.png", classes=[cid], area="small", title="one class"))
 
 
-def test_coco_overall_curve_is_the_mean_of_the_classes(tmp_path):
-    # the AP printed in the legend equals COCO AP50 / AP: the curve is the per-recall mean over classes
+def test_coco_overall_curve_is_the_mean_of_the_classes():
+    # COCO AP50 is the mean over classes and recall points of the interpolated precision: the overall curve the
+    # figure draws is that per-recall mean over the classes (checked on the drawn legend below)
     gt, dets = make_set(1, "bbox")
     stats = coco_evaluate(gt, dets)
     p = stats["precision"][0, :, :, 0, -1]
     defined = p[:, (p > -1).all(axis=0)]
     assert defined.mean(axis=1).mean() == pytest.approx(stats["AP50"], abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", [1, 4])
+def test_the_drawn_legend_gives_coco_ap(tmp_path, monkeypatch, seed):
+    # the legend of the overall panel, as drawn into the figure, prints COCO's AP50, AP75 and AP
+    figures = []
+    draw = plots._draw
+    monkeypatch.setattr(plots, "_draw", lambda *args: figures.append(draw(*args)) or figures[-1])
+    gt, dets = make_set(seed, "bbox")
+    stats = coco_evaluate(gt, dets)
+    plot_precision_recall(stats, tmp_path / "all.png", per_class=False)
+    legend = figures[0].axes[0].get_legend()
+    printed = {}
+    for text in legend.get_texts():
+        curve, ap = re.fullmatch(r"(IoU=[0-9.:]+)  AP=([0-9.]+)", text.get_text()).groups()
+        printed[curve] = float(ap)
+    assert printed == {"IoU=0.50": pytest.approx(stats["AP50"], abs=5e-4),
+                       "IoU=0.75": pytest.approx(stats["AP75"], abs=5e-4),
+                       "IoU=0.50:0.95": pytest.approx(stats["AP"], abs=5e-4)}
+    assert 0.0 < stats["AP"] < stats["AP50"] < 1.0  # a set where the three numbers differ
 
 
 def test_voc_curves(tmp_path):

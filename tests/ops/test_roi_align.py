@@ -25,7 +25,9 @@ def _random_rois(rng, batch, count, lo, hi, max_size):
 @pytest.mark.parametrize("sampling_ratio", [0, 1, 2])
 @pytest.mark.parametrize("output_size,spatial_scale", [(2, 1.0), ((3, 2), 0.5), (4, 0.25)])
 def test_roi_align_matches_reference(aligned, sampling_ratio, output_size, spatial_scale):
-    rng = np.random.default_rng(hash((aligned, sampling_ratio, spatial_scale)) % 2**32)
+    seed = 100 * aligned + 10 * sampling_ratio + int(4 * spatial_scale)  # fixed per case, printed on failure
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
     features = rng.normal(size=(2, 9, 12, 3)).astype(np.float32)
     extent = 12 / spatial_scale
     rois = _random_rois(rng, 2, 7, -0.3 * extent, 1.1 * extent, 0.8 * extent)

@@ -54,7 +54,8 @@ def _run_all_modes(fn, features, rois):
         tf.TensorSpec([None, None, 4], tf.float32),
     ]
     dynamic = tf.function(fn, input_signature=spec)(features, rois).numpy()
-    return {"eager": eager, "graph": graph, "dynamic": dynamic}
+    xla = tf.function(fn, jit_compile=True)(features, rois).numpy()
+    return {"eager": eager, "graph": graph, "dynamic": dynamic, "xla": xla}
 
 
 CASES = [
