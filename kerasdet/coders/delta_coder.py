@@ -11,6 +11,12 @@ from kerasdet.ops._checks import as_float_tensor, check_last_dim
 DEFAULT_SCALE_CLAMP = math.log(1000.0 / 16.0)
 
 
+def _encodable(boxes):
+    """Bool `[...]`: finite boxes with positive width and height."""
+    x1, y1, x2, y2 = tf.unstack(boxes, 4, axis=-1)
+    return tf.reduce_all(tf.math.is_finite(boxes), axis=-1) & (x2 - x1 > 0.0) & (y2 - y1 > 0.0)
+
+
 class DeltaCoder:
     """Encodes boxes as deltas from reference boxes (anchors, proposals) and decodes them back.
 
@@ -68,18 +74,30 @@ class DeltaCoder:
     def encode(self, reference, boxes) -> tf.Tensor:
         """Deltas `[..., 4]` of `boxes` relative to `reference` (both `xyxy` `[..., 4]`, broadcastable).
 
-        Reference and target boxes must have positive width and height (log of the size ratio).
+        Reference and target boxes must be finite with positive width and height (the deltas divide by the
+        reference's size and take the log of the size ratio). Values known eagerly are checked: a ValueError
+        names the argument and the first bad box. Inside a graph a pair with such a box gets deltas 0, never
+        inf or NaN (the detectors encode only matched positives, whose boxes are valid).
         """
         ref = as_float_tensor(reference, "reference")
         tgt = as_float_tensor(boxes, "boxes")
         check_last_dim(ref, "reference", 4, "[..., 4] xyxy")
         check_last_dim(tgt, "boxes", 4, "[..., 4] xyxy")
-        px, py, pw, ph = self._centres(ref)
-        gx, gy, gw, gh = self._centres(tgt)
+        ref_ok, tgt_ok = _encodable(ref), _encodable(tgt)
+        for name, value, ok in (("reference", ref, ref_ok), ("boxes", tgt, tgt_ok)):
+            if tf.executing_eagerly() and not bool(tf.reduce_all(ok)):
+                index = tuple(int(i) for i in tf.where(tf.logical_not(ok))[0].numpy())
+                raise ValueError(f"`{name}` must hold finite boxes with positive width and height to encode; "
+                                 f"box {index} is {value[index].numpy().tolist()}")
+        ok = tf.logical_and(ref_ok, tgt_ok)[..., None]
+        unit = tf.constant([0.0, 0.0, 1.0, 1.0])
+        px, py, pw, ph = self._centres(tf.where(ref_ok[..., None], ref, unit))
+        gx, gy, gw, gh = self._centres(tf.where(tgt_ok[..., None], tgt, unit))
         wx, wy, ww, wh = self.weights
-        return tf.stack(
+        deltas = tf.stack(
             [wx * (gx - px) / pw, wy * (gy - py) / ph, ww * tf.math.log(gw / pw), wh * tf.math.log(gh / ph)], axis=-1
         )
+        return tf.where(ok, deltas, 0.0)
 
     def decode(self, reference, deltas) -> tf.Tensor:
         """`xyxy` boxes `[..., 4]` from `deltas` relative to `reference` (broadcastable)."""

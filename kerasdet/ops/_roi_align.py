@@ -7,7 +7,10 @@ and FPN (Lin et al., 2017, https://arxiv.org/abs/1612.03144):
 - roi corners are scaled by `spatial_scale`; `aligned=True` then shifts them by -0.5 (pixel centres),
   `aligned=False` forces the roi width and height to at least 1;
 - each of the `ph x pw` bins takes a `grid_h x grid_w` grid of points at `(iy + 0.5) * bin / grid`, with
-  `grid = sampling_ratio` when it is positive and `ceil(roi_size / output_size)` per roi otherwise;
+  `grid = sampling_ratio` when it is positive and `ceil(roi_size / output_size)` per roi otherwise, at most
+  `MAX_ADAPTIVE_GRID` (64) per side: torchvision has no cap, so a roi wider than 64 bins' worth of feature cells
+  per bin (448 cells at 7x7) is sampled less densely than there, and memory stays bounded (a 1e5-pixel roi
+  would otherwise take gigabytes);
 - a point is read by bilinear interpolation that gives 0 for `y < -1` or `y > H` (x likewise), reads
   row 0 for `y` in `[-1, 0]` and row `H - 1` for `y` in `[H - 1, H]`;
 - a bin is the mean of its points (0 when its grid is empty); rows of `rois` that are all -1 give 0.
@@ -49,6 +52,9 @@ from kerasdet.ops._checks import (
 from kerasdet.ops.boxes import area, padding_rows
 
 __all__ = ["roi_align", "ps_roi_align", "multilevel_roi_align", "assign_fpn_levels"]
+
+# most sample points per bin side with adaptive sampling (`sampling_ratio <= 0`); see the module docstring
+MAX_ADAPTIVE_GRID = 64
 
 
 # --------------------------------------------------------------------------------------------------
@@ -250,10 +256,15 @@ def _align_adaptive(features, box_indices, geometry, ph, pw):
 
 
 def _grid_sizes(height, width, ph, pw):
-    """Adaptive grid sizes (int32 `[N]`) as torchvision computes them: float32 `ceil(size / bins)`."""
-    grid_h = tf.cast(tf.math.ceil(height / float(ph)), tf.int32)
-    grid_w = tf.cast(tf.math.ceil(width / float(pw)), tf.int32)
-    return grid_h, grid_w
+    """Adaptive grid sizes (int32 `[N]`) as torchvision computes them, float32 `ceil(size / bins)`, capped at
+    `MAX_ADAPTIVE_GRID` (before the cast, so that huge or non-finite sizes give defined ints)."""
+    cap = float(MAX_ADAPTIVE_GRID)
+
+    def grid(size, bins):
+        g = tf.math.ceil(size / float(bins))
+        return tf.cast(tf.where(tf.math.is_finite(g), tf.clip_by_value(g, -1.0, cap), 0.0), tf.int32)
+
+    return grid(height, ph), grid(width, pw)
 
 
 def _geometry(boxes, spatial_scale, aligned):
@@ -348,7 +359,8 @@ def roi_align(features, rois, output_size, spatial_scale=1.0, sampling_ratio=2, 
             and give zeros.
         output_size: `ph` or `(ph, pw)`, bins per side.
         spatial_scale: feature-map pixels per input pixel (`1 / stride`).
-        sampling_ratio: points per bin side; `<= 0` takes `ceil(roi_size / output_size)` per roi.
+        sampling_ratio: points per bin side; `<= 0` takes `ceil(roi_size / output_size)` per roi, at most
+            `MAX_ADAPTIVE_GRID` (64).
         aligned: shift the scaled roi by -0.5 (pixel-centre model, Detectron2's `ROIAlignV2`); with False
             rois smaller than one feature pixel are grown to 1 (the original Mask R-CNN behaviour).
 

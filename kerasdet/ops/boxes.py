@@ -1,7 +1,9 @@
 """Box arithmetic in continuous coordinates (DESIGN.md §4): area, IoU, GIoU, clipping, format conversion.
 
 Boxes are `[..., 4]` tensors, `xyxy` pixels unless a function says otherwise. A box with `x2 <= x1` or
-`y2 <= y1` has zero area; its IoU with anything is 0 (also when the union is 0).
+`y2 <= y1` has zero area; its IoU with anything is 0 (also when the union is 0). A box with a NaN or inf
+coordinate is no box: its area is 0, its IoU with anything 0 and its GIoU -1 (the lowest GIoU there is), with
+zero gradients, so that no NaN leaves these functions.
 """
 
 from __future__ import annotations
@@ -22,15 +24,26 @@ def _boxes(value, name):
 
 
 def area(boxes) -> tf.Tensor:
-    """Area of `xyxy` boxes `[..., 4]` -> `[...]`; inverted or degenerate boxes have area 0.
+    """Area of `xyxy` boxes `[..., 4]` -> `[...]`; inverted, degenerate and non-finite boxes have area 0.
 
     Example:
         >>> area([[0., 0., 10., 5.]]).numpy()
         array([50.], dtype=float32)
     """
-    b = _boxes(boxes, "boxes")
+    b, _ = _finite_boxes(_boxes(boxes, "boxes"))
+    return _area(b)
+
+
+def _area(b):
     x1, y1, x2, y2 = tf.unstack(b, 4, axis=-1)
     return tf.maximum(x2 - x1, 0.0) * tf.maximum(y2 - y1, 0.0)
+
+
+def _finite_boxes(b):
+    """(`b` with every box that has a NaN or inf coordinate replaced by zeros, bool `[...]` which boxes are finite).
+    The zeros are a degenerate box, and keep NaN out of values and gradients (a `tf.where` alone would not)."""
+    finite = tf.reduce_all(tf.math.is_finite(b), axis=-1)
+    return tf.where(finite[..., None], b, 0.0), finite
 
 
 def padding_rows(boxes: tf.Tensor) -> tf.Tensor:
@@ -46,7 +59,12 @@ def _check_aligned(aligned):
 
 
 def _intersection_union(b1, b2, aligned):
+    """(intersection, union, the boxes as paired, whether both boxes of each pair are finite); non-finite boxes
+    enter as zeros (see `_finite_boxes`)."""
     _check_aligned(aligned)
+    b1, finite1 = _finite_boxes(b1)
+    b2, finite2 = _finite_boxes(b2)
+    finite = tf.logical_and(finite1, finite2) if aligned else tf.logical_and(finite1[..., :, None], finite2[..., None, :])
     if aligned:
         a1, a2 = b1, b2
     else:
@@ -56,12 +74,12 @@ def _intersection_union(b1, b2, aligned):
     x2 = tf.minimum(a1[..., 2], a2[..., 2])
     y2 = tf.minimum(a1[..., 3], a2[..., 3])
     inter = tf.maximum(x2 - x1, 0.0) * tf.maximum(y2 - y1, 0.0)
-    ar1 = area(b1)
-    ar2 = area(b2)
+    ar1 = _area(b1)
+    ar2 = _area(b2)
     if not aligned:
         ar1, ar2 = ar1[..., :, None], ar2[..., None, :]
     union = ar1 + ar2 - inter
-    return inter, union, (a1, a2)
+    return inter, union, (a1, a2), finite
 
 
 def _safe_divide(num, den):
@@ -85,14 +103,15 @@ def iou(boxes1, boxes2, aligned: bool = False) -> tf.Tensor:
     """
     b1 = _boxes(boxes1, "boxes1")
     b2 = _boxes(boxes2, "boxes2")
-    inter, union, _ = _intersection_union(b1, b2, aligned)
-    return _safe_divide(inter, union)
+    inter, union, _, _ = _intersection_union(b1, b2, aligned)
+    return _safe_divide(inter, union)  # a non-finite box entered as zeros: IoU 0
 
 
 def giou(boxes1, boxes2, aligned: bool = False) -> tf.Tensor:
     """Generalised IoU (Rezatofighi et al., 2019): IoU - (|C| - |A u B|) / |C|, C the enclosing box.
 
-    Same shapes as `iou`. Where the enclosing box has zero area the result is 0.
+    Same shapes as `iou`. Where the enclosing box has zero area the result is 0; a pair with a non-finite box
+    gives -1.
 
     Example:
         >>> giou([[0., 0., 10., 10.]], [[20., 0., 30., 10.]]).numpy()
@@ -100,14 +119,14 @@ def giou(boxes1, boxes2, aligned: bool = False) -> tf.Tensor:
     """
     b1 = _boxes(boxes1, "boxes1")
     b2 = _boxes(boxes2, "boxes2")
-    inter, union, (a1, a2) = _intersection_union(b1, b2, aligned)
+    inter, union, (a1, a2), finite = _intersection_union(b1, b2, aligned)
     iou_value = _safe_divide(inter, union)
     cx1 = tf.minimum(a1[..., 0], a2[..., 0])
     cy1 = tf.minimum(a1[..., 1], a2[..., 1])
     cx2 = tf.maximum(a1[..., 2], a2[..., 2])
     cy2 = tf.maximum(a1[..., 3], a2[..., 3])
     enclosing = tf.maximum(cx2 - cx1, 0.0) * tf.maximum(cy2 - cy1, 0.0)
-    return iou_value - _safe_divide(enclosing - union, enclosing)
+    return tf.where(finite, iou_value - _safe_divide(enclosing - union, enclosing), -1.0)
 
 
 def _check_sizes(sizes, name, allow_zero):

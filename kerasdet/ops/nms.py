@@ -3,7 +3,8 @@
 Semantics (DESIGN.md section 4), shared by every function here:
 
 - candidates are ranked by score, descending; equal scores rank the lower index first;
-- boxes whose score is `<= score_threshold` are dropped before anything else (NaN scores too);
+- boxes whose score is `<= score_threshold` are dropped before anything else (NaN scores too), and so
+  are boxes with a non-finite coordinate (NaN or inf): they never suppress and are never returned;
 - greedy selection: walking down the ranking, a candidate is kept unless its IoU with an
   already kept box is *strictly greater* than `iou_threshold`;
 - degenerate boxes (zero or negative width or height, i.e. `max(x2-x1,0)*max(y2-y1,0) == 0`)
@@ -147,6 +148,17 @@ def _finite_scores(scores):
     return tf.where(tf.math.is_nan(scores), tf.constant(-np.inf, tf.float32), scores)
 
 
+def _drop_non_finite_boxes(boxes, scores):
+    """Boxes with a NaN or inf coordinate get a NaN score (dropped like any NaN score) and zero coordinates (so
+    the kernels never compute with them). `boxes` `[..., 4]` is `scores`' shape plus 4, or `[B, N, 4]` for
+    `[B, N, C]` scores."""
+    finite = tf.reduce_all(tf.math.is_finite(boxes), axis=-1)
+    boxes = tf.where(finite[..., None], boxes, 0.0)
+    if finite.shape.rank < scores.shape.rank:
+        finite = finite[..., None]
+    return boxes, tf.where(finite, scores, tf.constant(np.nan, tf.float32))
+
+
 def _nms_v5(boxes, scores, max_output_size, iou_threshold, score_threshold, soft_nms_sigma, pad):
     """TensorFlow's `NonMaxSuppressionV5` kernel on the CPU (see the module docstring).
 
@@ -217,6 +229,7 @@ def non_max_suppression(boxes, scores, iou_threshold=0.5, score_threshold=float(
         f"`scores` must have shape [N] with N = boxes.shape[0]; got boxes {boxes.shape} and scores {scores.shape}.",
     )
     with tf.control_dependencies(checks):
+        boxes, scores = _drop_non_finite_boxes(boxes, scores)
         boxes = _zero_area_if_inverted(boxes)
     limit = n_boxes if max_output_size is None else max_output_size
     selected, _, _ = _nms_v5(boxes, scores, limit, iou_threshold, score_threshold, 0.0, pad=False)
@@ -593,6 +606,7 @@ def _batched(
     # NaN scores count as -inf; the per-class hard path never ranks them (NaN > threshold is False)
     # and cleans only the rows it ranks, so that it reads the [B, N, C] scores once
     per_class_boxes = boxes.shape.rank == 4
+    boxes, scores = _drop_non_finite_boxes(boxes, scores)
     batch, n, num_classes = tf.unstack(tf.shape(scores))
     if class_agnostic:
         row_scores, best_label = _best_class(_finite_scores(scores))  # [B, N]

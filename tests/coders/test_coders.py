@@ -71,3 +71,21 @@ def test_yolo_coder_errors():
         YoloCoder(32, "grid")
     with pytest.raises(ValueError, match=r"`raw` must have shape \[B, H, W, A, 4\]"):
         YoloCoder(32).decode(np.zeros((1, 13, 13, 4)), [[1.0, 1.0]])
+
+
+@pytest.mark.parametrize("which", ["reference", "boxes"])
+@pytest.mark.parametrize("bad", [[5.0, 5.0, 5.0, 9.0], [5.0, 5.0, 9.0, 5.0], [0.0, 0.0, np.nan, 9.0],
+                                 [0.0, -np.inf, 9.0, 9.0], [9.0, 9.0, 5.0, 5.0]])
+def test_delta_encode_refuses_boxes_without_a_size_and_never_returns_nan(which, bad):
+    coder = DeltaCoder(weights=(10.0, 10.0, 5.0, 5.0))
+    good = np.array([[0.0, 0.0, 10.0, 10.0], [2.0, 3.0, 12.0, 9.0]], np.float32)
+    broken = good.copy()
+    broken[1] = bad
+    args = (broken, good) if which == "reference" else (good, broken)
+    with pytest.raises(ValueError, match=rf"`{which}` must hold finite boxes .* box \(1,\)"):
+        coder.encode(*args)
+    # inside a graph the values are unknown until run time: the pair gets deltas 0, the others are exact
+    got = tf.function(coder.encode)(*args).numpy()
+    np.testing.assert_array_equal(got[1], 0.0)
+    np.testing.assert_allclose(got[0], coder.encode(good[:1], good[:1]).numpy()[0], atol=1e-6)
+    assert np.isfinite(got).all()

@@ -101,3 +101,39 @@ def test_sizes_without_meaning_are_refused():
         convert_format(boxes, "xyxy", "rel_xyxy", height=0, width=10)
     with pytest.raises(ValueError, match="width"):
         convert_format(boxes, "rel_xyxy", "xyxy", height=10, width=float("nan"))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_boxes_have_area_0_iou_0_giou_minus_1_and_zero_gradients(bad):
+    good = np.array([[0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 15.0, 10.0]], np.float32)
+    broken = good.copy()
+    broken[1, 2] = bad  # box 1 of the second set has a non-finite x2
+    np.testing.assert_array_equal(ops.area(broken).numpy(), [100.0, 0.0])
+    want_iou = ops.iou(good, good).numpy()
+    want_iou[:, 1] = 0.0
+    np.testing.assert_allclose(ops.iou(good, broken).numpy(), want_iou, rtol=1e-6)
+    want_giou = ops.giou(good, good).numpy()
+    want_giou[:, 1] = -1.0
+    np.testing.assert_allclose(ops.giou(good, broken).numpy(), want_giou, rtol=1e-6)
+    np.testing.assert_allclose(ops.giou(broken, good, aligned=True).numpy(), [1.0, -1.0], rtol=1e-6)
+    np.testing.assert_allclose(ops.iou(broken, good, aligned=True).numpy(), [1.0, 0.0], rtol=1e-6)
+    # [-inf, -inf, inf, inf] is not "everything": no box
+    np.testing.assert_array_equal(ops.area([[-np.inf, -np.inf, np.inf, np.inf]]).numpy(), [0.0])
+    variable = tf.Variable(broken)
+    with tf.GradientTape(persistent=True) as tape:
+        pairs = [tf.reduce_sum(f(variable, good, aligned=True)) for f in (ops.iou, ops.giou)]
+        losses = pairs + [tf.reduce_sum(ops.area(variable))]
+    for loss in losses:
+        grad = tape.gradient(loss, variable).numpy()
+        assert np.isfinite(grad).all() and np.isfinite(loss.numpy())
+        np.testing.assert_array_equal(grad[1], 0.0)
+
+
+def test_non_finite_boxes_match_the_reference_among_random_boxes():
+    rng = np.random.default_rng(31)
+    a, b = random_boxes(rng, 40), random_boxes(rng, 30)
+    for boxes in (a, b):
+        boxes[rng.choice(len(boxes), 6, replace=False), rng.integers(0, 4, 6)] = [np.nan, np.inf, -np.inf] * 2
+    np.testing.assert_allclose(ops.iou(a, b).numpy(), ref.pairwise(ref.iou_pair, a, b), atol=1e-6)
+    np.testing.assert_allclose(ops.giou(a, b).numpy(), ref.pairwise(ref.giou_pair, a, b), atol=1e-5)
+    np.testing.assert_allclose(ops.area(a).numpy(), [ref.area(box) for box in a], rtol=1e-6)

@@ -286,6 +286,43 @@ def test_batched_nan_scores_are_dropped():
     np.testing.assert_array_equal(out["boxes"].numpy()[0, 0], [20, 20, 30, 30])
 
 
+def _with_non_finite_boxes(rng, boxes):
+    """A copy of `boxes` where about one box in five has a NaN, inf or -inf coordinate."""
+    boxes = boxes.copy()
+    flat = boxes.reshape(-1, 4)
+    bad = rng.random(len(flat)) < 0.2
+    flat[bad, rng.integers(0, 4, bad.sum())] = rng.choice([np.nan, np.inf, -np.inf], bad.sum())
+    return boxes
+
+
+def test_single_non_finite_boxes_never_suppress_nor_are_returned():
+    boxes = np.array([[0, 0, 10, 10], [0, 0, np.nan, 10], [1, 1, 10, 10], [-np.inf, 0, np.inf, 50]], np.float32)
+    kept = non_max_suppression(boxes, [0.8, 0.95, 0.7, 0.99], iou_threshold=0.5).numpy()
+    np.testing.assert_array_equal(kept, [0])  # the inf box does not suppress box 0; box 2 overlaps box 0
+    rng = np.random.default_rng(21)
+    for case in range(30):
+        boxes = _with_non_finite_boxes(rng, random_boxes(rng, (40,)))
+        scores = random_scores(rng, (40,), case % 2 == 0)
+        got = non_max_suppression(boxes, scores, iou_threshold=0.4, score_threshold=0.1).numpy()
+        np.testing.assert_array_equal(got, nms_reference(boxes, scores, 0.4, 0.1), err_msg=f"case {case}")
+        assert np.isfinite(boxes[got]).all()
+
+
+@pytest.mark.parametrize("per_class_boxes", [False, True])
+@pytest.mark.parametrize("mode", ["per_class", "class_agnostic", "soft"])
+def test_batched_non_finite_boxes_never_suppress_nor_are_returned(per_class_boxes, mode):
+    rng = np.random.default_rng(22 + per_class_boxes)
+    batch, n, classes = 8, 30, 3
+    boxes = _with_non_finite_boxes(rng, random_boxes(rng, (batch, n, classes) if per_class_boxes else (batch, n)))
+    scores = random_scores(rng, (batch, n, classes), False)
+    settings = dict(iou_threshold=0.5, score_threshold=0.1, max_detections=40, max_detections_per_class=10,
+                    class_agnostic=mode == "class_agnostic", soft_nms_sigma=0.5 if mode == "soft" else 0.0)
+    got = batched_non_max_suppression(boxes, scores, **settings)
+    assert_same_result(got, batched_nms_reference(boxes, scores, **settings), exact_scores=mode != "soft")
+    assert np.isfinite(got["boxes"].numpy()).all() and np.isfinite(got["scores"].numpy()).all()
+    assert got["num_detections"].numpy().min() > 0
+
+
 def test_batched_in_tf_function_with_unknown_sizes():
     spec_boxes = tf.TensorSpec([None, None, 4], tf.float32)
     spec_scores = tf.TensorSpec([None, None, None], tf.float32)

@@ -302,3 +302,26 @@ _R = np.ones((1, 1, 4), np.float32)
 def test_input_errors_name_the_argument(call, exc, words):
     with pytest.raises(exc, match=words):
         call()
+
+
+def test_adaptive_sampling_is_capped_at_64_points_per_bin_side():
+    # a bin of 150 feature cells would take ceil(150) = 150 points per side; the cap takes 64, as the reference does
+    rng = np.random.default_rng(11)
+    features = rng.normal(size=(1, 40, 40, 1)).astype(np.float32)
+    rois = np.array([[[-1.0, -2.0, 299.0, 298.0], [1.0, 1.0, 4.5, 3.5]]], np.float32)
+    got = roi_align(features, rois, 2, 1.0, 0, True).numpy()
+    np.testing.assert_allclose(got, ref.roi_align(features, rois, 2, 1.0, 0, True), atol=ATOL, rtol=0)
+    assert ref.MAX_ADAPTIVE_GRID == 64
+    uncapped = ref.roi_align(features, rois[:, :1], 2, 1.0, 150, True)  # the grid torchvision would take
+    assert np.abs(uncapped[0, 0] - got[0, 0]).max() > 1e-3  # the cap changes this roi (so the test can see it)
+    np.testing.assert_allclose(got[0, 1], ref.roi_align(features, rois[:, 1:], 2, 1.0, 2, True)[0, 0], atol=ATOL)
+
+
+@pytest.mark.parametrize("extent", [1e5, 1e30])
+def test_adaptive_sampling_of_a_huge_roi_stays_small(extent):
+    # uncapped, a 1e5-pixel roi asks crop_and_resize for a 1e5 x 1e5 grid (40 GB); capped, 448 x 448 points whose
+    # first lies 1e5 / 7 / 128 = 111 pixels in: beyond the 8 x 8 map, so every bin is 0
+    features = np.ones((1, 8, 8, 1), np.float32)
+    out = roi_align(features, np.array([[[0.0, 0.0, extent, extent]]], np.float32), 7, 1.0, 0).numpy()
+    assert out.shape == (1, 1, 7, 7, 1)
+    np.testing.assert_array_equal(out, 0.0)

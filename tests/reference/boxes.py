@@ -5,12 +5,21 @@ import math
 import numpy as np
 
 
+def _finite(box):
+    return all(math.isfinite(float(v)) for v in box)
+
+
 def area(box):
+    """0 for inverted, degenerate and non-finite boxes (a NaN or inf coordinate: no box)."""
+    if not _finite(box):
+        return 0.0
     x1, y1, x2, y2 = (float(v) for v in box)
     return max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
 
 
 def iou_pair(a, b):
+    if not (_finite(a) and _finite(b)):
+        return 0.0
     iw = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0)
     ih = max(min(a[3], b[3]) - max(a[1], b[1]), 0.0)
     inter = iw * ih
@@ -19,6 +28,8 @@ def iou_pair(a, b):
 
 
 def giou_pair(a, b):
+    if not (_finite(a) and _finite(b)):
+        return -1.0  # kerasdet's rule for no box: the lowest GIoU
     value = iou_pair(a, b)
     union = area(a) + area(b) - max(min(a[2], b[2]) - max(a[0], b[0]), 0.0) * max(min(a[3], b[3]) - max(a[1], b[1]), 0.0)
     cw = max(max(a[2], b[2]) - min(a[0], b[0]), 0.0)

@@ -1,6 +1,7 @@
 """Slow numpy references for non-maximum suppression, written from DESIGN.md section 4.
 
-- Greedy NMS: rank by score descending, ties by lower index; drop `score <= score_threshold`;
+- Greedy NMS: rank by score descending, ties by lower index; drop `score <= score_threshold` and boxes with a
+  NaN or inf coordinate (they never suppress and are never kept);
   keep a box unless its IoU with a kept box is strictly greater than `iou_threshold`.
 - Degenerate boxes (area `max(x2-x1,0)*max(y2-y1,0) == 0`) have IoU 0 with everything.
 - IoU in float32, `inter / (area_i + area_j - inter)`, one rounding per operation, thresholds
@@ -52,7 +53,7 @@ def nms_reference(boxes, scores, iou_threshold, score_threshold=-np.inf, max_out
     for i in ranking(scores):
         if len(kept) >= limit:
             break
-        if not scores[i] > thr_score:  # also drops NaN
+        if not scores[i] > thr_score or not np.isfinite(boxes[i]).all():  # also drops NaN scores
             continue
         if kept and (iou_row(boxes[i], boxes[kept]) > thr_iou).any():
             continue
@@ -66,7 +67,7 @@ def soft_nms_reference(boxes, scores, sigma, score_threshold=-np.inf, max_output
     current = np.asarray(scores, np.float64).reshape(-1).copy()
     limit = len(current) if max_output_size is None else max_output_size
     thr = float(F32(score_threshold))
-    alive = [i for i in range(len(current)) if current[i] > thr]
+    alive = [i for i in range(len(current)) if current[i] > thr and np.isfinite(boxes[i]).all()]
     picked, picked_scores = [], []
     while alive and len(picked) < limit:
         best = max(alive, key=lambda i: (current[i], -i))
@@ -108,6 +109,8 @@ def batched_nms_reference(
         for c in range(num_classes):
             per_class_scores[..., c] = np.where(labels == c, scores, -np.inf)
         scores = per_class_scores
+    finite = np.isfinite(np.asarray(boxes, F32)).all(axis=-1)  # [B, N] or [B, N, C]: non-finite boxes never count
+    scores = np.where(finite[..., None] if finite.ndim < scores.ndim else finite, scores, F32(np.nan))
     scores = np.where(np.isnan(scores), F32(-np.inf), scores)
     batch = scores.shape[0]
     per_class = max_detections if max_detections_per_class is None else max_detections_per_class

@@ -16,6 +16,7 @@ import numpy as np
 from tests.reference.roi_pool import _is_padding, _pair
 
 f32 = np.float32
+MAX_ADAPTIVE_GRID = 64  # DESIGN.md §4 has no cap; kerasdet bounds adaptive sampling (docs/decisions.md)
 
 
 def bilinear(fmap: np.ndarray, y, x) -> np.ndarray:
@@ -69,8 +70,9 @@ def _align_one(fmap, roi, ph, pw, spatial_scale, sampling_ratio, aligned):
         roi_h = max(roi_h, f32(1.0))
     bin_h = f32(roi_h / f32(ph))
     bin_w = f32(roi_w / f32(pw))
-    grid_h = sampling_ratio if sampling_ratio > 0 else int(math.ceil(bin_h))
-    grid_w = sampling_ratio if sampling_ratio > 0 else int(math.ceil(bin_w))
+    # adaptive: ceil(bin) points per side, at most MAX_ADAPTIVE_GRID (kerasdet's cap; torchvision has none)
+    grid_h = sampling_ratio if sampling_ratio > 0 else min(int(math.ceil(bin_h)), MAX_ADAPTIVE_GRID)
+    grid_w = sampling_ratio if sampling_ratio > 0 else min(int(math.ceil(bin_w)), MAX_ADAPTIVE_GRID)
     if grid_h <= 0 or grid_w <= 0:
         return out
     count = grid_h * grid_w
