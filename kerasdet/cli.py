@@ -1159,7 +1159,8 @@ def main(argv=None) -> int:
         # missing files, malformed datasets, bad values: one line (the traceback with --debug); a dataset error met
         # inside a tf.data pipeline (a corrupt image found while training) comes wrapped in a TensorFlow error
         wrapped = re.findall(r"DatasetError: ([^\n]+)", str(err)) if type(err).__module__.startswith("tensorflow") else []
-        if getattr(args, "debug", False) or not (isinstance(err, (OSError, ValueError, TypeError)) or wrapped):
+        if getattr(args, "debug", False) or not (isinstance(err, (OSError, ValueError, TypeError, FloatingPointError))
+                                                 or wrapped):
             raise
         first = wrapped[-1] if wrapped else str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"kerasdet {args.command}: {first} (--debug shows the traceback)", file=sys.stderr)

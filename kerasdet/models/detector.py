@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+
 import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasdet.models._non_finite_guard import GuardState, StopOnNonFiniteStep, non_finite_error
 from kerasdet.ops.boxes import clip_boxes, convert_format
 from kerasdet.ops.nms import batched_non_max_suppression
 
@@ -51,6 +55,39 @@ def _ensure_finite(images, name="images"):
             raise ValueError(message)
         return images
     return tf.debugging.assert_all_finite(images, message)
+
+
+@contextlib.contextmanager
+def _check_failures_as_value_errors():
+    """Turns the run-time form of kerasdet's own input checks (an assertion or CheckNumerics inside a traced step,
+    met once Keras has retraced with relaxed shapes or for data from a tf.data pipeline) into the ValueError with
+    the same message that the first, eager call gives. Other errors pass unchanged."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as err:
+        text = err.message or ""
+        found = (re.search(r"assertion failed: \[(`.*?)\](?: \[|\s*$|\n)", text)
+                 or re.search(r"(`[^`\n]+` holds NaN[^\n]*?) : Tensor had", text))
+        if found is None:
+            raise
+        message = found.group(1).replace("\\'", "'").replace('\\"', '"')
+        raise ValueError(f"{message} (found at run time, in a batch)") from None
+
+
+def _eager_input_checks(model, x, y=None):
+    """The checks of the first call, made on every call whose inputs are arrays or eager tensors: images RGB
+    `[B, H, W, 3]` and finite, targets well formed for that batch and their values legal."""
+    images = x.get("images") if isinstance(x, dict) else x
+    concrete = isinstance(images, np.ndarray) or (tf.is_tensor(images) and tf.executing_eagerly())
+    if concrete and not isinstance(x, (list, tuple)):
+        _check_images(images, "x (images)")
+        if tf.as_dtype(images.dtype).is_floating:
+            _ensure_finite(tf.convert_to_tensor(images), "x (images)")
+        if isinstance(y, dict):
+            named = {**y, "labels": y["classes"]} if "classes" in y and "labels" not in y else y  # keras-cv's name
+            _check_targets(named, images.shape[0])
+    if y is not None:
+        model.check_target_values(y)
 
 
 def _check_targets(y, batch=None):
@@ -535,8 +572,10 @@ class Detector(keras.Model):
         if shape is not None and len(shape) > 0 and shape[0] == 0:
             return tf.nest.map_structure(lambda t: t.numpy(), self.detect(x))
         if isinstance(images, np.ndarray) or tf.is_tensor(images) and tf.executing_eagerly():
+            _eager_input_checks(self, x)
             _warn_if_unit_range(images)
-        return super().predict(x, *args, **kwargs)
+        with _check_failures_as_value_errors():
+            return super().predict(x, *args, **kwargs)
 
     # -- training -------------------------------------------------------------------------------------
 
@@ -562,21 +601,51 @@ class Detector(keras.Model):
             if not np.isfinite(np.asarray(boxes, np.float64)).all():
                 raise ValueError("`y['boxes']` holds NaN or infinite values")
 
-    def fit(self, x=None, y=None, *args, **kwargs):
-        self.check_target_values(y)
-        return super().fit(x, y, *args, **kwargs)
+    def _non_finite_guard(self):
+        """The `GuardState` of this model (made on first use, outside any graph, untracked by Keras)."""
+        state = self.__dict__.get("_guard_state")
+        if state is None:
+            with tf.init_scope():
+                state = GuardState()
+            self.__dict__["_guard_state"] = state
+        return state
+
+    def fit(self, x=None, y=None, *args, stop_on_non_finite=True, **kwargs):
+        """`keras.Model.fit`, with the targets checked and, unless `stop_on_non_finite=False`, training stopped by
+        a `FloatingPointError` naming the batch at the first step whose loss or gradients are not finite (that
+        step is not applied: the weights stay as they were before it; see `kerasdet.models._non_finite_guard`)."""
+        _eager_input_checks(self, x, y)
+        if stop_on_non_finite:
+            callbacks = list(kwargs.pop("callbacks", None) or [])
+            kwargs["callbacks"] = callbacks + [StopOnNonFiniteStep(self._non_finite_guard())]
+        with _check_failures_as_value_errors():
+            return super().fit(x, y, *args, **kwargs)
 
     def train_on_batch(self, x, y=None, *args, **kwargs):
-        self.check_target_values(y)
-        return super().train_on_batch(x, y, *args, **kwargs)
+        """`keras.Model.train_on_batch`; a step whose loss or gradients are not finite is not applied and raises
+        `FloatingPointError`."""
+        _eager_input_checks(self, x, y)
+        with _check_failures_as_value_errors():
+            out = super().train_on_batch(x, y, *args, **kwargs)
+        step = self._non_finite_guard().take_failure()
+        if step is not None:
+            raise non_finite_error(step)
+        return out
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        self.check_target_values(y)
-        return super().evaluate(x, y, *args, **kwargs)
+        _eager_input_checks(self, x, y)
+        with _check_failures_as_value_errors():
+            return super().evaluate(x, y, *args, **kwargs)
 
     def test_on_batch(self, x, y=None, *args, **kwargs):
-        self.check_target_values(y)
-        return super().test_on_batch(x, y, *args, **kwargs)
+        _eager_input_checks(self, x, y)
+        with _check_failures_as_value_errors():
+            return super().test_on_batch(x, y, *args, **kwargs)
+
+    def predict_on_batch(self, x):
+        _eager_input_checks(self, x)
+        with _check_failures_as_value_errors():
+            return super().predict_on_batch(x)
 
     def _unpack(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -592,18 +661,21 @@ class Detector(keras.Model):
         """One optimisation step: the forward pass sees the targets and `training=True` (two-stage
         families sample proposals against them), then the loss terms, gradients and update."""
         x, y = self._unpack(data)
-        with tf.GradientTape() as tape:
+        guard = self._non_finite_guard()
+        snapshot = guard.snapshot(self)  # batch-norm statistics before this step's forward pass
+        with tf.control_dependencies(snapshot[1]), tf.GradientTape() as tape:
             raw = self(x, training=True, targets=y)
             loss = self.compute_loss(x, y, raw, training=True)
             self._loss_tracker.update_state(loss)
             scaled = self.optimizer.scale_loss(loss) if self.optimizer is not None else loss
         variables = self.trainable_weights
         gradients = tape.gradient(scaled, variables)
-        # no update at all (AdamW's weight decay does not wait for the gradients) unless the images are finite
+        # no update at all (AdamW's weight decay does not wait for the gradients) unless the images are finite,
+        # and none when the loss or a gradient is not finite (the guard records the step; fit then stops)
         images = tf.convert_to_tensor(self.split_inputs(x)[0])
         gate = [_ensure_finite(images, "x (images)")] if images.dtype.is_floating else []
         with tf.control_dependencies(gate):
-            self.optimizer.apply_gradients(zip(gradients, variables))
+            guard.apply_if_finite(self, loss, gradients, variables, snapshot)
         # detection metrics (COCO AP...) are updated in evaluate() only, not on every training batch
         return {k: v for m in self.metrics if m not in self._detection_metrics for k, v in _result(m).items()}
 

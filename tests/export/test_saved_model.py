@@ -321,3 +321,27 @@ def test_tensorflow_model_server_rest_and_grpc(exported):
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def test_eight_concurrent_callers_get_the_serial_outputs(exported):
+    # TF Serving calls one loaded model from many threads: the outputs must not depend on who else is calling
+    import concurrent.futures
+
+    loaded = tf.saved_model.load(str(exported["path"]))
+    default, encoded = loaded.signatures["serving_default"], loaded.signatures["serving_bytes"]
+    names = [name for name, b, _, _ in BATCHES if b > 0]
+    pngs = {name: tf.stack([tf.io.encode_png(image) for image in exported["inputs"][name]]) for name in names}
+
+    def call(job):
+        kind, name = job
+        out = default(images=tf.constant(exported["inputs"][name])) if kind == "default" else encoded(
+            images=pngs[name])
+        return {k: v.numpy() for k, v in out.items()}
+
+    jobs = [(kind, name) for kind in ("default", "bytes") for name in names]
+    serial = {job: call(job) for job in jobs}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        concurrent = list(pool.map(call, jobs * 3))  # 8 threads, each job three times, interleaved
+    for job, out in zip(jobs * 3, concurrent):
+        for key, value in serial[job].items():
+            np.testing.assert_array_equal(out[key], value, err_msg=f"{job} {key}")

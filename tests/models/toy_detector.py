@@ -40,7 +40,7 @@ class ToyDetector(Detector):
         }
 
     def _boxes(self, raw, images):
-        p = tf.sigmoid(raw["box_params"])
+        p = tf.sigmoid(tf.cast(raw["box_params"], tf.float32))
         size = tf.cast(tf.shape(images)[1:3], tf.float32)
         scale = tf.stack([size[1], size[0], size[1], size[0]])
         xyxy = tf.concat([tf.minimum(p[..., :2], p[..., 2:]), tf.maximum(p[..., :2], p[..., 2:])], axis=-1)
@@ -55,7 +55,7 @@ class ToyDetector(Detector):
         boxes = tf.pad(boxes, [[0, 0], [0, missing], [0, 0]], constant_values=-1.0)
         valid = tf.cast(labels >= 0, tf.float32)
         onehot = tf.one_hot(labels, self.num_classes)
-        bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=onehot, logits=raw["logits"])
+        bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=onehot, logits=tf.cast(raw["logits"], tf.float32))
         predicted, scale = self._boxes(raw, images)
         l1 = tf.reduce_sum(tf.abs(predicted - boxes) / scale, axis=-1) * valid
         count = tf.maximum(tf.reduce_sum(valid), 1.0)

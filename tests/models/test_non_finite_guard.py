@@ -1,0 +1,101 @@
+"""The training guard: a step whose loss, gradients or batch-norm statistics are not finite is not applied, and
+training stops naming it. Most checks run on the toy detector (fast); the batch-norm one on a tiny RetinaNet."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.models.test_detector import images, make_model, targets
+
+
+def _weights(model):
+    return [np.array(v.numpy()) for v in model.weights]
+
+
+def _same(a, b):
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def _overflowing(model):
+    """Sets the class output's kernel to 3e38 (finite) so that the logits, and the loss, overflow float32."""
+    model.class_out.kernel.assign(np.full(model.class_out.kernel.shape, 3e38, np.float32))
+
+
+def _data(batch=2):
+    return images(batch).astype(np.float32), targets(batch)
+
+
+def test_a_non_finite_step_is_not_applied_and_raises_naming_the_step():
+    model = make_model()
+    model.compile(learning_rate=1e-3)
+    x, y = _data()
+    model.train_on_batch(x, y)  # a normal step
+    assert int(model.optimizer.iterations.numpy()) == 1
+    _overflowing(model)
+    before = _weights(model)
+    with pytest.raises(FloatingPointError, match=r"step 2\b.*not finite.*weights are those from before it"):
+        model.train_on_batch(x, y)
+    assert _same(before, _weights(model))
+    assert int(model.optimizer.iterations.numpy()) == 1  # no optimizer step (no weight decay) either
+    assert model._non_finite_guard().take_failure() is None  # the record was reset
+    model.class_out.kernel.assign(np.zeros(model.class_out.kernel.shape, np.float32))
+    model.train_on_batch(x, y)  # training can go on once the cause is gone
+    assert int(model.optimizer.iterations.numpy()) == 2
+
+
+def test_fit_stops_at_the_first_non_finite_batch_and_names_it():
+    model = make_model()
+    model.compile(learning_rate=1e-3)
+    x, y = _data(4)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(2)
+    history = model.fit(ds, epochs=1, verbose=0)  # finite: trains as usual
+    assert np.isfinite(history.history["loss"]).all()
+    _overflowing(model)
+    before = _weights(model)
+    with pytest.raises(FloatingPointError, match=r"epoch 1, batch 1 \(step 3\)"):
+        model.fit(ds, epochs=2, verbose=0)
+    assert _same(before, _weights(model))
+    # opting out: nothing raises, and the refused steps are still not applied
+    model.fit(ds.take(1), epochs=1, verbose=0, stop_on_non_finite=False)
+    assert _same(before, _weights(model))
+
+
+def test_loss_scaling_skips_are_not_failures():
+    # the LossScaleOptimizer of mixed_float16 skips steps whose scaled gradients overflow, on purpose, and lowers
+    # its scale: a huge initial scale makes the first steps overflow with a finite loss
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = make_model()
+    finally:
+        keras.config.set_dtype_policy("float32")
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(1e-3), initial_scale=2.0**126)
+    model.compile(optimizer=optimizer)
+    for _ in range(3):
+        model.train_on_batch(*_data())  # does not raise
+    assert float(optimizer.dynamic_scale.numpy()) < 2.0**126  # the optimizer did skip and lower its scale
+    assert all(np.isfinite(w).all() for w in _weights(model))
+
+
+def test_the_guard_is_not_part_of_the_weights():
+    model = make_model()
+    model.compile()
+    paths = [v.path for v in model.weights]
+    model.train_on_batch(*_data())
+    assert [v.path for v in model.weights] == paths and not any("non_finite" in p for p in paths)
+
+
+def test_a_batch_norm_statistic_that_overflows_alone_is_a_failure():
+    # batch norm in training normalises a huge activation away (the loss stays finite) while its moving variance
+    # overflows: the step is refused, and the statistics are restored
+    from tests.models.test_retinanet import synthetic_batch, tiny
+
+    model = tiny()
+    model.compile(learning_rate=1e-3)
+    conv = next(layer for layer in model._flatten_layers() if layer.name == "conv5_block2_2_conv")
+    conv.kernel.assign(conv.kernel * 1e36)
+    assert np.isfinite(conv.kernel.numpy()).all()
+    before = _weights(model)
+    with pytest.raises(FloatingPointError, match="batch-norm statistic"):
+        model.train_on_batch(*synthetic_batch(2))
+    assert _same(before, _weights(model))
