@@ -77,6 +77,12 @@ def to_rgb_uint8(array, path):
 DEFAULT_MAX_PIXELS = 100_000_000
 
 
+def check_max_pixels(max_pixels, name="max_pixels"):
+    """Raises unless `max_pixels` is None or a positive int (the decoding limit of readers and exports)."""
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1):
+        raise ValueError(f"`{name}` must be a positive int (pixels) or None for no limit; got {max_pixels!r}")
+
+
 def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     """Reads an image file as RGB uint8 `[H, W, 3]`, the way every kerasdet reader and the CLI do.
 
@@ -99,6 +105,7 @@ def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
         >>> image = kerasdet.data.read_image("photo.jpg")
         >>> detections = model.predict(image)       # one image: outputs without the batch axis
     """
+    check_max_pixels(max_pixels)
     path = str(path)
     try:
         with open(path, "rb") as f:

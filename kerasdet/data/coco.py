@@ -30,6 +30,8 @@ def _load_json(path):
     except json.JSONDecodeError as e:
         raise DatasetError(path, f"invalid JSON at line {e.lineno} column {e.colno}: "
                                  f"{e.msg}") from None
+    except RecursionError:
+        raise DatasetError(path, "JSON nested too deeply to be a COCO annotation file") from None
     except UnicodeDecodeError as e:
         raise DatasetError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:

@@ -7,6 +7,8 @@ import pathlib
 import keras
 import tensorflow as tf
 
+from kerasdet.data._io import check_max_pixels
+
 #: the outputs of every family; a model's own list is `model.output_keys` (masks, keypoints...)
 OUTPUT_KEYS = ("boxes", "scores", "labels", "num_detections")
 
@@ -134,6 +136,7 @@ def saved_model(model, path, overwrite: bool = False, mask_threshold=None, label
         raise ValueError("`model` is not built: call it once (or `model.build_for_size(size)`) before exporting")
     if not isinstance(path, (str, pathlib.PurePath)):
         raise TypeError(f"`path` must be a str or pathlib.Path; got {type(path).__name__}")
+    check_max_pixels(max_pixels)
     path = pathlib.Path(path)
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise FileExistsError(f"`path` {path} exists and is not empty; pass overwrite=True to replace it")

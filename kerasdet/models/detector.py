@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 
 import keras
@@ -116,6 +117,13 @@ def _check_targets(y, batch=None):
                          f"got {tuple(getattr(crowd, 'shape', ())) or type(crowd).__name__}")
     if batch is not None and boxes.shape[0] is not None and boxes.shape[0] != batch:
         raise ValueError(f"training targets `y` hold {boxes.shape[0]} images but the images batch has {batch}")
+
+
+def _real_number(value, name):
+    """`value` as a float, or a TypeError naming `name` (strings and bools are not numbers here)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`{name}` must be a number; got {type(value).__name__} {value!r}")
+    return float(value)
 
 
 def _warn_if_unit_range(images):
@@ -268,9 +276,11 @@ class Detector(keras.Model):
             class_names = [str(c) for c in class_names]
             if len(class_names) != num_classes:
                 raise ValueError(f"`class_names` has {len(class_names)} names, `num_classes` is {num_classes}")
-        if not 0.0 <= float(score_threshold) < 1.0:
+        score_threshold = _real_number(score_threshold, "score_threshold")
+        nms_iou_threshold = _real_number(nms_iou_threshold, "nms_iou_threshold")
+        if not 0.0 <= score_threshold < 1.0:
             raise ValueError(f"`score_threshold` must be in [0, 1); got {score_threshold}")
-        if not 0.0 <= float(nms_iou_threshold) <= 1.0:
+        if not 0.0 <= nms_iou_threshold <= 1.0:
             raise ValueError(f"`nms_iou_threshold` must be in [0, 1]; got {nms_iou_threshold}")
         if not isinstance(max_detections, int) or max_detections < 1:
             raise ValueError(f"`max_detections` must be a positive int; got {max_detections!r}")
@@ -344,7 +354,13 @@ class Detector(keras.Model):
         _check_targets(targets, images.shape[0])
         out = StandardTargets(targets)
         boxes = tf.cast(targets["boxes"], tf.float32)
-        labels = tf.cast(targets["labels"], tf.int32)
+        given = tf.convert_to_tensor(targets["labels"])
+        integral = []
+        if given.dtype.is_floating:  # 0.7 or 1.9 would be truncated to a class: refused instead
+            integral = [tf.debugging.assert_equal(given, tf.round(given), message=(
+                "`y['labels']` must hold whole class indices; got a fractional label"))]
+        with tf.control_dependencies(integral):
+            labels = tf.cast(given, tf.int32)
         hw = tf.cast(tf.shape(images)[1:3], tf.float32)
         if self.bounding_box_format != "xyxy":
             converted = convert_format(boxes, self.bounding_box_format, "xyxy", height=hw[0], width=hw[1])
@@ -563,6 +579,9 @@ class Detector(keras.Model):
         """`keras.Model.predict` returning the detections dict (numpy). Also takes one `[H, W, 3]` image (outputs
         without the batch axis) or a list of images of any sizes (a list of per-image dicts, see `detect`); an
         array of 0 images gives empty outputs. Warns when float images look like 0..1 (models take 0..255)."""
+        if isinstance(x, (str, bytes, os.PathLike)):
+            raise TypeError(f"`x` must be images (an array [B, H, W, 3] or [H, W, 3], a list of images or a dataset); "
+                            f"got the {type(x).__name__} {x!r}: read files with kerasdet.data.read_image(path)")
         if _image_list(x) is not None:
             return [tf.nest.map_structure(lambda t: np.asarray(t), one) for one in self.detect(x)]
         images = x.get("images") if isinstance(x, dict) else x
@@ -589,6 +608,12 @@ class Detector(keras.Model):
         labels = y.get(key)
         if labels is not None and (isinstance(labels, np.ndarray) or tf.is_tensor(labels) and tf.executing_eagerly()):
             values = np.asarray(labels)
+            if values.dtype.kind == "f" and values.size and not np.array_equal(values, np.round(values)):
+                bad = values[values != np.round(values)].ravel()[0]
+                raise ValueError(f"`y['{key}']` holds the label {bad:g}: labels must be whole class indices "
+                                 f"(a fractional label would be truncated to a class)")
+            if values.dtype.kind not in "iuf" and values.size:
+                raise TypeError(f"`y['{key}']` must hold integer class indices; got dtype {values.dtype}")
             if values.size and values.max() >= self.num_classes:
                 raise ValueError(f"`y['{key}']` holds the label {int(values.max())}, but this model has "
                                  f"num_classes={self.num_classes}: labels must lie in [-1, {self.num_classes}) "

@@ -147,6 +147,9 @@ def load(name: str, weights="default", num_classes: int | None = None):
     if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
         raise ValueError(f"`num_classes` must be a positive int or None; got {num_classes!r}")
     sha256 = None
+    if weights is not None and not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(f'`weights` must be "default", None or the path of a .weights.h5 file; got '
+                        f"{type(weights).__name__} {weights!r}")
     if weights == "default":
         weights, sha256 = _folder(name) / model_card["weights"], model_card["sha256"]
     return build(model_card, num_classes=num_classes, weights=weights, sha256=sha256, what=f"zoo model {name!r}")

@@ -42,6 +42,9 @@ def load_into(model, path, expected_sha256: str | None = None, what: str = "mode
     path = check_file(path, expected_sha256)
     try:
         model.load_weights(str(path))
+    except OSError as err:  # h5py: truncated or not HDF5 at all; its message does not name the file
+        raise OSError(f"weights file {path} cannot be read as HDF5 (truncated or not a .weights.h5 file): "
+                      f"{err}") from err
     except (ValueError, KeyError) as err:
         raise ValueError(
             f"weights file {path} does not fit the architecture of {what} "

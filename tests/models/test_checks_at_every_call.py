@@ -80,6 +80,12 @@ def test_checks_inside_a_dataset_surface_as_the_same_value_error(retraced):
     ds = tf.data.Dataset.from_tensor_slices((_images(2, 56), y)).batch(2)
     with pytest.raises(ValueError, match=r"`y\['labels'\]` must lie in \[-1, 2\).*found at run time"):
         retraced.fit(ds, verbose=0)
+    y = targets(2, 56)
+    y["labels"] = y["labels"].astype(np.float32)
+    y["labels"][1, 0] = 0.7  # truncated to class 0 before this check existed
+    ds = tf.data.Dataset.from_tensor_slices((_images(2, 56), y)).batch(2)
+    with pytest.raises(ValueError, match=r"`y\['labels'\]` must hold whole class indices.*found at run time"):
+        retraced.fit(ds, verbose=0)
     x = _nan_images()
     ds = tf.data.Dataset.from_tensor_slices((x, targets(2, 56))).batch(2)
     with pytest.raises(ValueError, match=r"`(x \(images\)|images)` holds NaN.*found at run time"):

@@ -118,6 +118,11 @@ class RetinaNet(Detector):
             raise ValueError(f"`anchor_base_sizes` needs one size per level P3-P7 (5); got {anchor_base_sizes}")
         if not 0.0 < prior_probability < 1.0:
             raise ValueError(f"`prior_probability` must be in (0, 1); got {prior_probability}")
+        for name, value in (("fpn_channels", fpn_channels), ("head_depth", head_depth),
+                            ("head_channels", head_channels)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "head_depth" else 1):
+                least = "an int >= 0" if name == "head_depth" else "a positive int"
+                raise ValueError(f"`{name}` must be {least}; got {value!r}")
         self.backbone = backbone
         self.fpn_channels = int(fpn_channels)
         self.head_depth = int(head_depth)
