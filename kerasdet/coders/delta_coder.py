@@ -77,7 +77,8 @@ class DeltaCoder:
         Reference and target boxes must be finite with positive width and height (the deltas divide by the
         reference's size and take the log of the size ratio). Values known eagerly are checked: a ValueError
         names the argument and the first bad box. Inside a graph a pair with such a box gets deltas 0, never
-        inf or NaN (the detectors encode only matched positives, whose boxes are valid).
+        inf or NaN (the detectors encode only valid boxes: matched ground truth, or for non-positives the
+        anchor or roi itself, weighted 0).
         """
         ref = as_float_tensor(reference, "reference")
         tgt = as_float_tensor(boxes, "boxes")

@@ -30,15 +30,26 @@ class GuardState:
 
     @staticmethod
     def snapshot(model):
-        """(variables, their values): the model's float non-trainable variables, read now."""
-        variables = [v for v in model.non_trainable_variables if tf.as_dtype(v.dtype).is_floating]
+        """(variables, their values): the moving statistics of the batch-norm layers that update them in training
+        (trainable ones), read now: the only variables a forward pass writes."""
+        variables = []
+        for layer in model._flatten_layers(include_self=False):
+            if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable and layer.built:
+                variables += [layer.moving_mean, layer.moving_variance]
         return variables, [tf.identity(v.value) for v in variables]
 
     def apply_if_finite(self, model, loss, gradients, variables, snapshot):
         """Applies `gradients` when `loss`, the snapshot's variables as the forward pass left them and (without
         loss scaling) every gradient are finite; otherwise restores `snapshot` and records the step."""
         optimizer = model.optimizer
-        finite = tf.math.is_finite(tf.cast(loss, tf.float32))
+        if tf.distribute.has_strategy():
+            # under a tf.distribute strategy apply_gradients must run in cross-replica context, not inside a
+            # per-replica tf.cond: the guard is off there (docs/decisions.md), Keras' behaviour is kept
+            optimizer.apply_gradients(zip(gradients, variables))
+            return tf.constant(True)
+        # after a refused step the rest of an execution (steps_per_execution > 1) is refused too, so that the
+        # weights stay those from before the first refused step, whose number is the one recorded
+        finite = tf.logical_and(self.failed_step < 0, tf.math.is_finite(tf.cast(loss, tf.float32)))
         for variable in snapshot[0]:  # the forward pass's own updates (a batch-norm variance can overflow alone)
             finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(variable.value)))
         if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
@@ -56,10 +67,14 @@ class GuardState:
         def skip():
             for variable, value in zip(*snapshot):
                 variable.assign(value)
-            self.failed_step.assign(tf.cast(step, tf.int64))
+            self.failed_step.assign(tf.where(self.failed_step < 0, tf.cast(step, tf.int64), self.failed_step))
             return tf.constant(False)
 
         return tf.cond(finite, update, skip)
+
+    def reset(self):
+        """Forgets a recorded step (at the start of `fit` / `train_on_batch`)."""
+        self.failed_step.assign(-1)
 
     def take_failure(self):
         """The recorded step (int) and a reset of the record, or None when every step was finite."""
@@ -83,19 +98,20 @@ def non_finite_error(step, epoch=None, batch=None):
 class StopOnNonFiniteStep(keras.callbacks.Callback):
     """Raises `FloatingPointError` after the first batch whose step the guard refused (see the module docstring).
 
-    `Detector.fit` adds it unless `stop_on_non_finite=False`.
+    `Detector.fit` adds it unless `stop_on_non_finite=False`. The batch named is the refused step's own, also when
+    Keras runs several steps per execution.
     """
 
     def __init__(self, state):
         super().__init__()
         self.state = state
-        self.epoch = 0
+        self.epoch, self.epoch_start = 0, 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
+        self.epoch_start = int(self.model.optimizer.iterations.numpy())
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.state.take_failure()
         if step is not None:
-            self.model.stop_training = True
-            raise non_finite_error(step, self.epoch, batch)
+            raise non_finite_error(step, self.epoch, step - self.epoch_start)

@@ -67,12 +67,13 @@ def _check_failures_as_value_errors():
         yield
     except tf.errors.InvalidArgumentError as err:
         text = err.message or ""
-        found = (re.search(r"assertion failed: \[(`.*?)\](?: \[|\s*$|\n)", text)
-                 or re.search(r"(`[^`\n]+` holds NaN[^\n]*?) : Tensor had", text))
+        found = (re.search(r"assertion failed: \[((?:`x \(images\)`|`images`|`y\[|training targets).*?)\]"
+                           r"(?: \[|\s*$|\n)", text)
+                 or re.search(r"(`(?:x \(images\)|images)` holds NaN[^\n]*?) : Tensor had", text))
         if found is None:
             raise
         message = found.group(1).replace("\\'", "'").replace('\\"', '"')
-        raise ValueError(f"{message} (found at run time, in a batch)") from None
+        raise ValueError(f"{message} (found at run time, in a batch)") from err
 
 
 def _eager_input_checks(model, x, y=None):
@@ -83,9 +84,14 @@ def _eager_input_checks(model, x, y=None):
     if concrete and not isinstance(x, (list, tuple)):
         _check_images(images, "x (images)")
         if tf.as_dtype(images.dtype).is_floating:
-            _ensure_finite(tf.convert_to_tensor(images), "x (images)")
+            finite = np.isfinite(images).all() if isinstance(images, np.ndarray) else tf.reduce_all(
+                tf.math.is_finite(images))
+            if not bool(finite):
+                _ensure_finite(tf.convert_to_tensor(images), "x (images)")  # raises, naming the argument
         if isinstance(y, dict):
-            named = {**y, "labels": y["classes"]} if "classes" in y and "labels" not in y else y  # keras-cv's name
+            named = {k: np.asarray(v) if isinstance(v, (list, tuple)) else v for k, v in y.items()}
+            if "classes" in named and "labels" not in named:  # keras-cv's name
+                named["labels"] = named["classes"]
             _check_targets(named, images.shape[0])
     if y is not None:
         model.check_target_values(y)
@@ -640,6 +646,7 @@ class Detector(keras.Model):
         a `FloatingPointError` naming the batch at the first step whose loss or gradients are not finite (that
         step is not applied: the weights stay as they were before it; see `kerasdet.models._non_finite_guard`)."""
         _eager_input_checks(self, x, y)
+        self._non_finite_guard().reset()
         if stop_on_non_finite:
             callbacks = list(kwargs.pop("callbacks", None) or [])
             kwargs["callbacks"] = callbacks + [StopOnNonFiniteStep(self._non_finite_guard())]
@@ -650,6 +657,7 @@ class Detector(keras.Model):
         """`keras.Model.train_on_batch`; a step whose loss or gradients are not finite is not applied and raises
         `FloatingPointError`."""
         _eager_input_checks(self, x, y)
+        self._non_finite_guard().reset()
         with _check_failures_as_value_errors():
             out = super().train_on_batch(x, y, *args, **kwargs)
         step = self._non_finite_guard().take_failure()
@@ -687,8 +695,8 @@ class Detector(keras.Model):
         families sample proposals against them), then the loss terms, gradients and update."""
         x, y = self._unpack(data)
         guard = self._non_finite_guard()
-        snapshot = guard.snapshot(self)  # batch-norm statistics before this step's forward pass
-        with tf.control_dependencies(snapshot[1]), tf.GradientTape() as tape:
+        snapshot = guard.snapshot(self)  # batch-norm statistics before this step's forward pass (read first: automatic
+        with tf.GradientTape() as tape:  # control dependencies keep reads and the forward pass's writes in order
             raw = self(x, training=True, targets=y)
             loss = self.compute_loss(x, y, raw, training=True)
             self._loss_tracker.update_state(loss)

@@ -9,8 +9,8 @@ and FPN (Lin et al., 2017, https://arxiv.org/abs/1612.03144):
 - each of the `ph x pw` bins takes a `grid_h x grid_w` grid of points at `(iy + 0.5) * bin / grid`, with
   `grid = sampling_ratio` when it is positive and `ceil(roi_size / output_size)` per roi otherwise, at most
   `MAX_ADAPTIVE_GRID` (64) per side: torchvision has no cap, so a roi wider than 64 bins' worth of feature cells
-  per bin (448 cells at 7x7) is sampled less densely than there, and memory stays bounded (a 1e5-pixel roi
-  would otherwise take gigabytes);
+  per bin (448 cells at 7x7) is sampled less densely than there, and one roi's grid stays at most 448 x 448
+  points per channel at 7x7 (a 1e5-pixel roi would otherwise ask for 1e5 x 1e5);
 - a point is read by bilinear interpolation that gives 0 for `y < -1` or `y > H` (x likewise), reads
   row 0 for `y` in `[-1, 0]` and row `H - 1` for `y` in `[H - 1, H]`;
 - a bin is the mean of its points (0 when its grid is empty); rows of `rois` that are all -1 give 0.

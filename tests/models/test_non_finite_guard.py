@@ -61,6 +61,31 @@ def test_fit_stops_at_the_first_non_finite_batch_and_names_it():
     assert _same(before, _weights(model))
 
 
+def test_with_several_steps_per_execution_the_first_refused_step_is_named_and_later_ones_refused():
+    model = make_model()
+    model.compile(learning_rate=1e-3, steps_per_execution=3)
+    x, y = _data(6)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(2)  # 3 batches: one execution
+    model.fit(ds, epochs=1, verbose=0)
+    _overflowing(model)
+    before = _weights(model)
+    with pytest.raises(FloatingPointError, match=r"epoch 1, batch 1 \(step 4\)"):
+        model.fit(ds, epochs=1, verbose=0)
+    assert _same(before, _weights(model)) and int(model.optimizer.iterations.numpy()) == 3
+
+
+def test_a_refused_step_is_not_reported_by_a_later_call():
+    model = make_model()
+    model.compile(learning_rate=1e-3)
+    x, y = _data(2)
+    kernel = model.class_out.kernel.numpy()
+    _overflowing(model)
+    model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(2), verbose=0, stop_on_non_finite=False)
+    model.class_out.kernel.assign(kernel)
+    model.train_on_batch(x, y)  # a good step: no error for the earlier refused one
+    assert int(model.optimizer.iterations.numpy()) == 1
+
+
 def test_loss_scaling_skips_are_not_failures():
     # the LossScaleOptimizer of mixed_float16 skips steps whose scaled gradients overflow, on purpose, and lowers
     # its scale: a huge initial scale makes the first steps overflow with a finite loss
@@ -85,17 +110,23 @@ def test_the_guard_is_not_part_of_the_weights():
     assert [v.path for v in model.weights] == paths and not any("non_finite" in p for p in paths)
 
 
-def test_a_batch_norm_statistic_that_overflows_alone_is_a_failure():
-    # batch norm in training normalises a huge activation away (the loss stays finite) while its moving variance
-    # overflows: the step is refused, and the statistics are restored
+def test_a_batch_norm_statistic_that_is_not_finite_alone_is_a_failure():
+    # batch norm trains on batch statistics, so an infinite moving variance leaves the loss and every gradient
+    # finite; only the guard's look at the statistics the forward pass wrote refuses the step
     from tests.models.test_retinanet import synthetic_batch, tiny
 
     model = tiny()
     model.compile(learning_rate=1e-3)
-    conv = next(layer for layer in model._flatten_layers() if layer.name == "conv5_block2_2_conv")
-    conv.kernel.assign(conv.kernel * 1e36)
-    assert np.isfinite(conv.kernel.numpy()).all()
+    bn = next(layer for layer in model._flatten_layers() if layer.name == "conv5_block2_2_bn")
+    infinite = np.full(bn.moving_variance.shape, np.inf, np.float32)
+    bn.moving_variance.assign(infinite)
+    x, y = synthetic_batch(2)
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(x, y, model(x, training=True, targets=model.standardize_targets(y, x)))
+    gradients = tape.gradient(loss, model.trainable_variables)
+    assert np.isfinite(loss.numpy()) and all(np.isfinite(g.numpy()).all() for g in gradients if g is not None)
+    bn.moving_variance.assign(infinite)  # as it was before that forward pass
     before = _weights(model)
-    with pytest.raises(FloatingPointError, match="batch-norm statistic"):
-        model.train_on_batch(*synthetic_batch(2))
+    with pytest.raises(FloatingPointError, match="not finite"):
+        model.train_on_batch(x, y)
     assert _same(before, _weights(model))
