@@ -377,6 +377,20 @@ def _format_terms(logs):
     return " ".join(f"{k} {float(v):.4f}" for k, v in (logs or {}).items())
 
 
+def _epoch_checkpoint(folder):
+    """A callback writing `folder/epoch_NNN.weights.h5` (model and optimizer state) at the end of each epoch,
+    atomically (temporary file, fsync, rename): `--resume` never meets a half-written checkpoint."""
+    import keras
+
+    from kerasdet.zoo.weights import replace_atomically
+
+    class EpochCheckpoint(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            replace_atomically(self.model.save_weights, folder / f"epoch_{epoch + 1:03d}.weights.h5")
+
+    return EpochCheckpoint()
+
+
 def _training_progress(path, seconds_before, steps_per_epoch, every=100):
     """A callback printing a progress line every `every` steps when stdout is not a terminal, and writing
     `progress.json` with the cumulative training seconds at the end of each epoch (so that a resumed run
@@ -395,8 +409,10 @@ def _training_progress(path, seconds_before, steps_per_epoch, every=100):
                   f"({elapsed():.0f} s)", flush=True)
 
     def epoch_end(epoch, logs):
+        from kerasdet.zoo.weights import replace_atomically
+
         data["seconds"][str(epoch + 1)] = round(elapsed(), 1)
-        path.write_text(json.dumps(data, indent=1))
+        replace_atomically(lambda tmp: pathlib.Path(tmp).write_text(json.dumps(data, indent=1)), path)
         print(f"[train] epoch {epoch + 1} done: {_format_terms(logs)}", flush=True)
 
     return keras.callbacks.LambdaCallback(
@@ -577,8 +593,7 @@ def _train(args):
         print(f"[train] {type(model).__name__} with {model.count_params():,} parameters; {steps} steps of batch "
               f"{args.batch_size}, peak learning rate {args.lr}", flush=True)
         callbacks = [
-            keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "epoch_{epoch:03d}.weights.h5"),
-                                            save_weights_only=True),
+            _epoch_checkpoint(out / "checkpoints"),
             keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume_from is not None),
             _training_progress(out / "progress.json", seconds_before, steps_per_epoch=steps // args.epochs),
         ]
@@ -592,7 +607,8 @@ def _train(args):
     weights_name = "model.weights.h5"
     stage_seconds = round(time.time() - start + seconds_before, 1)
     train_command, train_seconds = _stages(args, stage_seconds)
-    weights_io.save_model_weights(model, out / weights_name, args.image_size)
+    weights_io.replace_atomically(lambda tmp: weights_io.save_model_weights(model, tmp, args.image_size),
+                                  out / weights_name)
     meta = {
         "family": families.family_of_model(model),
         "config": model.get_config(),
@@ -606,7 +622,9 @@ def _train(args):
         "stage_seconds": stage_seconds,
         "dataset": {"name": args.dataset, "train_images": count},
     }
-    (out / "model.json").write_text(json.dumps(meta, indent=1))
+    # written last and whole: its presence marks a finished run (`--resume` refuses one)
+    weights_io.replace_atomically(lambda tmp: pathlib.Path(tmp).write_text(json.dumps(meta, indent=1)),
+                                  out / "model.json")
     print(f"[train] done in {meta['stage_seconds']:.0f} s (all stages {meta['train_seconds']:.0f} s); weights {out / weights_name} (sha256 {meta['sha256'][:12]}...)")
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import pathlib
 
 
@@ -50,6 +51,35 @@ def load_into(model, path, expected_sha256: str | None = None, what: str = "mode
             f"weights file {path} does not fit the architecture of {what} "
             f"({type(model).__name__}, {model.count_params()} parameters): {err}"
         ) from err
+
+
+def replace_atomically(write, path) -> pathlib.Path:
+    """Calls `write(tmp)` for a temporary file beside `path`, flushes it to disk (fsync) and renames it onto `path`:
+    a reader, or a run resumed after a crash, sees the old file or the whole new one, never half of one.
+
+    Example:
+        >>> replace_atomically(lambda tmp: model.save_weights(tmp), "run/checkpoints/epoch_003.weights.h5")
+    """
+    path = pathlib.Path(path)
+    # the temporary name keeps the suffix Keras requires and matches no `epoch_*` glob
+    tmp = path.with_name(f".partial-{os.getpid()}-{path.name}")
+    try:
+        write(str(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    try:  # the rename itself, on file systems that journal directories separately
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+    return path
 
 
 def save_model_weights(model, path, image_size) -> pathlib.Path:

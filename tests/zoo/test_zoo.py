@@ -1,6 +1,7 @@
 """The zoo: cards, sha256-checked weights, clear errors, fine-tuning rebuilds only the class head."""
 
 import json
+import pathlib
 import shutil
 
 import numpy as np
@@ -106,3 +107,22 @@ def test_silent_fallbacks_are_refused(monkeypatch, tmp_path):
     monkeypatch.setenv("KERASDET_ZOO_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="KERASDET_ZOO_DIR"):
         kerasdet.zoo.card(NAME)
+
+
+def test_replace_atomically_never_leaves_half_a_file(tmp_path):
+    from kerasdet.zoo.weights import replace_atomically
+
+    target = tmp_path / "epoch_001.weights.h5"
+    target.write_bytes(b"old, complete")
+
+    def crash(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"half of a new fi")
+        raise KeyboardInterrupt  # killed while writing
+
+    with pytest.raises(KeyboardInterrupt):
+        replace_atomically(crash, target)
+    assert target.read_bytes() == b"old, complete"  # the old file, whole
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no partial file left to be mistaken for one
+    replace_atomically(lambda tmp: pathlib.Path(tmp).write_bytes(b"new, complete"), target)
+    assert target.read_bytes() == b"new, complete" and len(list(tmp_path.iterdir())) == 1
