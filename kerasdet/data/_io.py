@@ -81,6 +81,7 @@ def check_max_pixels(max_pixels, name="max_pixels"):
     """Raises unless `max_pixels` is None or a positive int (the decoding limit of readers and exports)."""
     if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1):
         raise ValueError(f"`{name}` must be a positive int (pixels) or None for no limit; got {max_pixels!r}")
+    return max_pixels
 
 
 def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):

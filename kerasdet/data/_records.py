@@ -68,7 +68,7 @@ class RecordDataset:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         record = self._records[int(index)]
-        image = _io.read_image(record["path"])
+        image = _io.read_image(record["path"], max_pixels=getattr(self, "max_pixels", _io.DEFAULT_MAX_PIXELS))
         height, width = image.shape[:2]
         declared = (record.get("height"), record.get("width"))
         if declared[0] is not None and (declared[0], declared[1]) != (height, width):

@@ -185,6 +185,8 @@ class CocoDataset(_records.RecordDataset):
             declares keypoint names.
         keep_crowd: keep ``iscrowd=1`` annotations and add ``targets["iscrowd"]``; by default
             crowd regions are left out (as for training in Detectron2).
+        max_pixels: images whose header declares more pixels are refused before decoding (a DatasetError
+            naming the file; default 100 MP, None for no limit).
 
     Returns (from `load` / `dataset`):
         ``(image uint8 [H, W, 3], targets)``: "boxes" float32 [M, 4] xyxy pixels (clipped to the
@@ -202,7 +204,8 @@ class CocoDataset(_records.RecordDataset):
     """
 
     def __init__(self, annotation_file, image_root, with_masks=None, with_keypoints=None,
-                 keep_crowd=False):
+                 keep_crowd=False, max_pixels=_io.DEFAULT_MAX_PIXELS):
+        self.max_pixels = _io.check_max_pixels(max_pixels)
         path = os.fspath(annotation_file)
         self.annotation_file = path
         self.image_root = os.fspath(image_root)

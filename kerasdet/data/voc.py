@@ -135,6 +135,8 @@ class VocDataset(_records.RecordDataset):
         keep_difficult: keep objects marked difficult and add ``targets["difficult"]``; by
             default they are left out (as in the original Fast/Faster R-CNN training).
         image_set_file: explicit image set file (overrides `split`).
+        max_pixels: images whose header declares more pixels are refused before decoding (a DatasetError
+            naming the file; default 100 MP, None for no limit).
 
     Returns (from `load` / `dataset`):
         ``(image uint8 [H, W, 3], targets)`` with "boxes" float32 [M, 4] xyxy (continuous,
@@ -148,7 +150,8 @@ class VocDataset(_records.RecordDataset):
     """
 
     def __init__(self, root, split="trainval", class_names=VOC_CLASSES, keep_difficult=False,
-                 image_set_file=None):
+                 image_set_file=None, max_pixels=_io.DEFAULT_MAX_PIXELS):
+        self.max_pixels = _io.check_max_pixels(max_pixels)
         self.root = os.fspath(root)
         if image_set_file is None and split is not None:
             image_set_file = os.path.join(self.root, "ImageSets", "Main", f"{split}.txt")

@@ -104,6 +104,8 @@ class YoloTxtDataset(_records.RecordDataset):
             ``root/obj.names``.
         image_list: optional text file listing image paths relative to `root`, one per line
             (darknet's train.txt); paths leaving `root` are refused.
+        max_pixels: images whose header declares more pixels are refused before decoding (a DatasetError
+            naming the file; default 100 MP, None for no limit).
 
     Returns (from `load` / `dataset`):
         ``(image uint8 [H, W, 3], targets)`` with "boxes" float32 [M, 4] xyxy pixels (clipped)
@@ -115,7 +117,8 @@ class YoloTxtDataset(_records.RecordDataset):
     Reference: Redmon and Farhadi, "YOLO9000: Better, Faster, Stronger", CVPR 2017.
     """
 
-    def __init__(self, root, split=None, class_names=None, image_list=None):
+    def __init__(self, root, split=None, class_names=None, image_list=None, max_pixels=_io.DEFAULT_MAX_PIXELS):
+        self.max_pixels = _io.check_max_pixels(max_pixels)
         self.root = os.fspath(root)
         if class_names is None:
             class_names = _read_class_names(self.root)

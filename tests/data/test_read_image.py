@@ -58,3 +58,26 @@ def test_missing_and_undecodable_files_name_the_path(tmp_path):
     (tmp_path / "text.png").write_text("not an image")
     with pytest.raises(DatasetError, match="text.png"):
         read_image(tmp_path / "text.png")
+
+
+@pytest.mark.parametrize("reader", ["coco", "voc", "yolo"])
+def test_readers_take_a_configurable_pixel_limit(tmp_path, reader):
+    from kerasdet.data import CocoDataset, DatasetError, VocDataset, YoloTxtDataset, write_coco, write_voc, \
+        write_yolo_txt
+
+    image = np.zeros((40, 50, 3), np.uint8)
+    sample = [(image, {"boxes": np.array([[2.0, 3.0, 20.0, 30.0]], np.float32), "labels": np.array([0])})]
+    if reader == "coco":
+        write_coco(sample, tmp_path / "a.json", [{"id": 1, "name": "a"}], image_dir=tmp_path / "images")
+        make = lambda limit: CocoDataset(tmp_path / "a.json", tmp_path / "images", max_pixels=limit)  # noqa: E731
+    elif reader == "voc":
+        write_voc(sample, tmp_path / "voc", ["a"], split="train")
+        make = lambda limit: VocDataset(tmp_path / "voc", "train", ["a"], max_pixels=limit)  # noqa: E731
+    else:
+        write_yolo_txt(sample, tmp_path / "yolo", ["a"])
+        make = lambda limit: YoloTxtDataset(tmp_path / "yolo", max_pixels=limit)  # noqa: E731
+    assert make(None).load(0)[0].shape == (40, 50, 3) and make(2000).load(0)[0].shape == (40, 50, 3)
+    with pytest.raises(DatasetError, match="larger than max_pixels=1999"):
+        make(1999).load(0)  # 40 x 50 = 2000 pixels, read from the header
+    with pytest.raises(ValueError, match="`max_pixels`"):
+        make(0)
