@@ -128,10 +128,21 @@ def check_number(value, source, entry, what):
     return value
 
 
-def clip_boxes(boxes, height, width):
-    """Clips xyxy boxes to the image and returns (clipped boxes, keep mask of non-empty ones)."""
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
+def clip_boxes(boxes, height, width, source=None):
+    """Clips xyxy boxes to the image and returns (clipped boxes, keep mask of non-empty ones).
+
+    The one rule of every reader (COCO, VOC, YOLO): a box partly outside the image is clipped to it; a box of
+    zero area in the file is left out; a box of positive area wholly outside the image is refused (with
+    `source`, a DatasetError naming the file and the object), since it cannot belong to this image.
+    """
+    given = np.asarray(boxes, np.float32).reshape(-1, 4)
+    boxes = given.copy()
     boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, width)
     boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, height)
     keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    outside = ~keep & (given[:, 2] > given[:, 0]) & (given[:, 3] > given[:, 1])
+    if source is not None and outside.any():
+        j = int(np.flatnonzero(outside)[0])
+        raise DatasetError(source, f"object {j} has the box {given[j].tolist()} (xyxy), wholly outside the "
+                                   f"{height}x{width} image")
     return boxes, keep

@@ -279,7 +279,7 @@ class CocoDataset(_records.RecordDataset):
 
     def _targets(self, record, height, width):
         anns = record["anns"]
-        boxes, keep = _records.clip_boxes([a["box"] for a in anns], height, width)
+        boxes, keep = _records.clip_boxes([a["box"] for a in anns], height, width, source=record["source"])
         anns = [a for a, k in zip(anns, keep) if k]
         targets = {"boxes": boxes[keep], "labels": [a["label"] for a in anns],
                    "iscrowd": [a["iscrowd"] for a in anns]}

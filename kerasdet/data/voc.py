@@ -223,7 +223,7 @@ class VocDataset(_records.RecordDataset):
 
     def _targets(self, record, height, width):
         objects = record["objects"]
-        boxes, keep = _records.clip_boxes([o["box"] for o in objects], height, width)
+        boxes, keep = _records.clip_boxes([o["box"] for o in objects], height, width, source=record["source"])
         objects = [o for o, k in zip(objects, keep) if k]
         return {"boxes": boxes[keep], "labels": [o["label"] for o in objects],
                 "difficult": [o["difficult"] for o in objects]}

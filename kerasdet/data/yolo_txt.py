@@ -165,7 +165,7 @@ class YoloTxtDataset(_records.RecordDataset):
         xyxy = np.stack([(c[:, 0] - c[:, 2] / 2) * width, (c[:, 1] - c[:, 3] / 2) * height,
                          (c[:, 0] + c[:, 2] / 2) * width, (c[:, 1] + c[:, 3] / 2) * height],
                         axis=1) if len(c) else np.zeros((0, 4), np.float32)
-        boxes, keep = _records.clip_boxes(xyxy, height, width)
+        boxes, keep = _records.clip_boxes(xyxy, height, width, source=record["label_file"])
         return {"boxes": boxes[keep], "labels": record["labels"][keep]}
 
 

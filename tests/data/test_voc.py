@@ -116,3 +116,19 @@ def test_class_names_from_the_xml_and_folders_without_image_sets(tmp_path):
     assert everything.load(0)[1]["labels"].tolist() == [0]
     with pytest.raises(Exception, match="image set file not found"):
         VocDataset(root, "trainval", class_names=None)
+
+
+def test_an_object_wholly_outside_the_image_is_refused_as_coco_refuses_it(tmp_path):
+    # one rule for every reader (kerasdet.data._records.clip_boxes): partly outside is clipped, wholly outside refused
+    from kerasdet.data import DatasetError, VocDataset, write_voc
+
+    image = np.zeros((40, 50, 3), np.uint8)
+    write_voc([(image, {"boxes": np.array([[2.0, 3.0, 20.0, 30.0], [40.0, 30.0, 60.0, 45.0]], np.float32),
+                        "labels": np.array([0, 0])})], tmp_path / "voc", ["a"], split="train")
+    xml = next((tmp_path / "voc" / "Annotations").glob("*.xml"))
+    ds = VocDataset(tmp_path / "voc", "train", ["a"])
+    np.testing.assert_allclose(ds.load(0)[1]["boxes"][1], [40.0, 30.0, 50.0, 40.0], atol=1.0)  # partly: clipped
+    text = xml.read_text()
+    xml.write_text(text.replace("<xmin>41</xmin>", "<xmin>71</xmin>").replace("<xmax>60</xmax>", "<xmax>90</xmax>"))
+    with pytest.raises(DatasetError, match=r"object 1 .* wholly outside the 40x50 image"):
+        VocDataset(tmp_path / "voc", "train", ["a"]).load(0)
