@@ -199,19 +199,20 @@ def _check_image_files(reader, spec, defaulted_root):
 
 # -- models ---------------------------------------------------------------------------------------------
 
-def load_model(spec: str, num_classes=None):
+def load_model(spec: str, num_classes=None, precision="float32"):
     """A zoo name or a training-run folder -> (compiled model, description dict)."""
     import kerasdet.zoo as zoo
     from kerasdet.zoo import registry
 
     if spec in zoo.list():
-        return zoo.load(spec, num_classes=num_classes), zoo.card(spec)
+        return zoo.load(spec, num_classes=num_classes, precision=precision), zoo.card(spec)
     folder = pathlib.Path(spec)
     meta_path = folder / "model.json"
     if not meta_path.is_file():
         raise SystemExit(f"kerasdet: {spec!r} is neither a zoo model ({zoo.list()}) nor a run folder with model.json")
     meta = json.loads(meta_path.read_text())
-    return registry.build(meta, num_classes=num_classes, weights=folder / meta["weights"], what=f"run {folder}"), meta
+    return registry.build(meta, num_classes=num_classes, weights=folder / meta["weights"], what=f"run {folder}",
+                          precision=precision), meta
 
 
 def build_model(arch, num_classes, class_names, keypoints=None):
@@ -831,7 +832,7 @@ def cmd_evaluate(args):
     _quiet_tensorflow()
     from kerasdet.metrics import format_summary, plot_precision_recall
 
-    model, meta = load_model(args.model)
+    model, meta = load_model(args.model, precision=args.precision)
     size = args.image_size or meta["image_size"]
     metrics, coco, voc, tables = evaluate_model(model, args.dataset, args.images, size, args.batch_size,
                                                 class_names=parse_class_names(args.class_names))
@@ -859,6 +860,15 @@ def cmd_evaluate(args):
     if args.write_card:
         card_path = pathlib.Path(args.write_card)
         card = json.loads(card_path.read_text()) if card_path.exists() else dict(meta)
+        policy = model.dtype_policy.name
+        if policy != "float32":
+            # the card's own numbers stay those of the weights as trained; other precisions are recorded beside them
+            entry = {"metrics": metrics, **{t: tables[t] for t in EXTRA_TABLES if t in tables},
+                     "eval_command": command}
+            card.setdefault("precision_metrics", {})[policy] = entry
+            card_path.write_text(json.dumps(card, indent=1) + "\n")
+            print(f"[evaluate] {policy} metrics written into {card_path} (precision_metrics)")
+            return 0
         card["metrics"] = metrics
         for table in EXTRA_TABLES:
             if table in tables:
@@ -879,7 +889,7 @@ def cmd_predict(args):
 
     from kerasdet.data import to_rgb
 
-    model, meta = load_model(args.model)
+    model, meta = load_model(args.model, precision=args.precision)
     names = meta.get("class_names") or [str(i) for i in range(meta["num_classes"])]
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -928,7 +938,7 @@ def cmd_export(args):
     target = pathlib.Path(args.out)
     if target.exists() and (not target.is_dir() or any(target.iterdir())) and not args.overwrite:
         raise SystemExit(f"kerasdet export: --out {target} exists and is not empty; pass --overwrite to replace it")
-    model, _ = load_model(args.model)
+    model, _ = load_model(args.model, precision=args.precision)
     if args.mask_threshold is not None and "masks" not in model.output_keys:
         raise SystemExit(f"kerasdet export: --mask-threshold applies to models with masks; {args.model} outputs "
                          f"{', '.join(model.output_keys)}")
@@ -989,7 +999,7 @@ def cmd_demo(args):
     _quiet_tensorflow()
     from kerasdet.metrics import format_summary, plot_precision_recall
 
-    model, meta = load_model(args.model)
+    model, meta = load_model(args.model, precision=args.precision)
     size = meta["image_size"]
     names = meta["class_names"]
     print(f"[demo] {args.model}: {meta['family']} trained by `{meta['train_command']}`")
@@ -1107,6 +1117,10 @@ def build_parser():
 
     e = sub.add_parser("evaluate", help="COCO and VOC metrics on a dataset, PR-curve PNG, optionally into a card")
     e.add_argument("--model", required=True, help="zoo name or training run folder")
+    e.add_argument("--precision", default="float32",
+                    choices=["float32", "mixed_bfloat16", "mixed_float16", "auto"],
+                    help="compute precision of the loaded model (weights stay float32); auto: bfloat16 on CPUs with "
+                         "AMX or AVX512-BF16 and Ampere+ GPUs")
     e.add_argument("--dataset", default="synthetic:test",
                    help="as train's --dataset; voc:ROOT defaults to the test split, else val, else every annotation")
     e.add_argument("--class-names", help="voc:/yolo: datasets: class names in label order (file or comma list; "
@@ -1121,6 +1135,10 @@ def build_parser():
 
     r = sub.add_parser("predict", help="annotated PNGs and detections.json for image files or a dataset")
     r.add_argument("--model", required=True, help="zoo name or training run folder")
+    r.add_argument("--precision", default="float32",
+                    choices=["float32", "mixed_bfloat16", "mixed_float16", "auto"],
+                    help="compute precision of the loaded model (weights stay float32); auto: bfloat16 on CPUs with "
+                         "AMX or AVX512-BF16 and Ampere+ GPUs")
     r.add_argument("files", nargs="*", help="image files (JPEG/PNG); default: the --dataset")
     r.add_argument("--dataset", default="synthetic:val")
     r.add_argument("--images", type=int, default=8)
@@ -1132,6 +1150,10 @@ def build_parser():
 
     x = sub.add_parser("export", help="SavedModel for TF Serving (serving_default, serving_bytes)")
     x.add_argument("--model", required=True, help="zoo name or training run folder")
+    x.add_argument("--precision", default="float32",
+                    choices=["float32", "mixed_bfloat16", "mixed_float16", "auto"],
+                    help="compute precision of the loaded model (weights stay float32); auto: bfloat16 on CPUs with "
+                         "AMX or AVX512-BF16 and Ampere+ GPUs")
     x.add_argument("--out", required=True)
     x.add_argument("--overwrite", action="store_true")
     x.add_argument("--mask-threshold", type=float, default=None,
@@ -1144,6 +1166,10 @@ def build_parser():
 
     d = sub.add_parser("demo", help="the README's main job: zoo model on validation images, metrics, annotated PNGs")
     d.add_argument("--model", default="retinanet_resnet18_shapes")
+    d.add_argument("--precision", default="float32",
+                    choices=["float32", "mixed_bfloat16", "mixed_float16", "auto"],
+                    help="compute precision of the loaded model (weights stay float32); auto: bfloat16 on CPUs with "
+                         "AMX or AVX512-BF16 and Ampere+ GPUs")
     d.add_argument("--images", type=int, default=200, help="validation images to evaluate")
     d.add_argument("--annotate", type=int, default=8, help="annotated PNGs to write")
     d.add_argument("--min-score", type=float, default=0.4)

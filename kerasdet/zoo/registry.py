@@ -7,7 +7,6 @@ model's full Keras config, so the architecture is rebuilt exactly; `weights` and
 
 from __future__ import annotations
 
-import copy
 import json
 import numbers
 import os
@@ -15,6 +14,7 @@ import pathlib
 import sys
 
 from kerasdet.zoo import weights as weights_io
+from kerasdet.zoo.precision import global_policy, resolve_precision, with_precision
 
 #: Released models: name -> folder under the zoo directory. Add a row when a model is released.
 RELEASED = {
@@ -87,21 +87,23 @@ def family_class(family: str):
     return family_row(family).model_class
 
 
-def _instantiate(model_card: dict, num_classes: int | None):
+def _instantiate(model_card: dict, num_classes: int | None, precision: str = "float32"):
     cls = family_class(model_card["family"])
-    config = copy.deepcopy(model_card["config"])
+    config = with_precision(model_card["config"], precision)
     if num_classes is not None:
         config["num_classes"] = int(num_classes)
         config.pop("class_names", None)
-    model = cls.from_config(config)
-    model.build_for_size(model_card["image_size"])
+    with global_policy(precision):  # layers a model makes in __init__ (a backbone's) take the global policy
+        model = cls.from_config(config)
+        model.build_for_size(model_card["image_size"])
     return model
 
 
 def build(model_card: dict, num_classes: int | None = None, compile: bool = True, weights=None,  # noqa: A002
-          sha256: str | None = None, what: str = "model"):
+          sha256: str | None = None, what: str = "model", precision: str = "float32"):
     """Builds the model a card (or a training run's model.json) describes: built, with `weights` loaded
-    when given (sha256-checked when `sha256` is given) and, by default, compiled.
+    when given (sha256-checked when `sha256` is given) and, by default, compiled. `precision` ("float32",
+    "mixed_bfloat16", "mixed_float16" or "auto") sets the layers' dtype policy (`kerasdet.zoo.precision`).
 
     With `num_classes` other than the card's, the class-specific head is rebuilt for that many classes
     and every other layer keeps the loaded weights; `model.reinitialised_weights` lists the variables
@@ -113,11 +115,12 @@ def build(model_card: dict, num_classes: int | None = None, compile: bool = True
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral)
                                     or num_classes < 1):
         raise ValueError(f"`num_classes` must be a positive int or None; got {num_classes!r}")
-    model = _instantiate(model_card, None)
+    resolve_precision(precision)
+    model = _instantiate(model_card, None, precision)
     if weights is not None:  # before compile(): weight files hold no optimizer state
         weights_io.load_into(model, weights, sha256, what=what)
     if num_classes is not None and num_classes != model_card["num_classes"]:
-        tuned = _instantiate(model_card, num_classes)
+        tuned = _instantiate(model_card, num_classes, precision)
         tuned.reinitialised_weights = weights_io.transfer_matching(model, tuned)
         model = tuned
     if compile:
@@ -125,7 +128,7 @@ def build(model_card: dict, num_classes: int | None = None, compile: bool = True
     return model
 
 
-def load(name: str, weights="default", num_classes: int | None = None):
+def load(name: str, weights="default", num_classes: int | None = None, precision: str = "float32"):
     """A released model, compiled, with its trained weights.
 
     Args:
@@ -134,6 +137,8 @@ def load(name: str, weights="default", num_classes: int | None = None):
             to a `.weights.h5` file of the same architecture.
         num_classes: to fine-tune on other classes: the class-specific head is rebuilt for this many
             classes and every other layer keeps its trained weights.
+        precision: "float32" (as trained), "mixed_bfloat16", "mixed_float16", or "auto" (bfloat16 on hardware
+            that computes it natively: AMX / AVX512-BF16 CPUs, Ampere+ GPUs). Weights stay float32.
 
     Returns:
         A compiled `kerasdet.models.Detector`.
@@ -152,4 +157,5 @@ def load(name: str, weights="default", num_classes: int | None = None):
                         f"{type(weights).__name__} {weights!r}")
     if weights == "default":
         weights, sha256 = _folder(name) / model_card["weights"], model_card["sha256"]
-    return build(model_card, num_classes=num_classes, weights=weights, sha256=sha256, what=f"zoo model {name!r}")
+    return build(model_card, num_classes=num_classes, weights=weights, sha256=sha256, what=f"zoo model {name!r}",
+                 precision=precision)
