@@ -315,12 +315,16 @@ def _resume_state(args):
 
 def _rebuild_for_resume(args, num_classes, class_names, keypoints=None):
     """The interrupted run's model, built before its checkpoint is loaded."""
+    from kerasdet.zoo.precision import global_policy
+
+    precision = getattr(args, "precision", "float32")
     if args.init_from:
-        model, _ = load_model(args.init_from, num_classes=num_classes)
+        model, _ = load_model(args.init_from, num_classes=num_classes, precision=precision)
         model.class_names = class_names
         return model
-    model = build_model(args.arch, num_classes, class_names, keypoints)
-    return model.build_for_size(args.image_size)
+    with global_policy(precision):
+        model = build_model(args.arch, num_classes, class_names, keypoints)
+        return model.build_for_size(args.image_size)
 
 
 def _compile_for(model, args, steps, recipe):
@@ -351,9 +355,12 @@ def _alternating_training(model, train, args, steps, out, num_classes, class_nam
         raise SystemExit(f"kerasdet: --alternating trains two-stage models; --arch {args.arch} builds a "
                          f"{type(model).__name__}")
     recipe = _recipe_of(args)
+    from kerasdet.zoo.precision import global_policy
+
     initial = model.get_weights()
-    detector = type(model).from_config(model.get_config())
-    detector.build_for_size(args.image_size)
+    with global_policy(args.precision):
+        detector = type(model).from_config(model.get_config())
+        detector.build_for_size(args.image_size)
     plan = [
         ("1-rpn", model, dict(stage="rpn", trainable=("backbone", "fpn", "rpn"))),
         ("2-detector", detector, dict(stage="detector", trainable=("backbone", "fpn", "box_head"), proposal_model=model)),
@@ -562,15 +569,18 @@ def _train(args):
     steps = max(count // args.batch_size, 1) * args.epochs
 
     if args.init_from and resume_from is None:
-        model, _ = load_model(args.init_from, num_classes=len(class_names))
+        model, _ = load_model(args.init_from, num_classes=len(class_names), precision=args.precision)
         if model.class_names != class_names:
             print(f"[train] class names {_short(class_names)} (the dataset's) replace the model's", flush=True)
         model.class_names = class_names
     elif resume_from is not None:
         model = _rebuild_for_resume(args, len(class_names), class_names, extras["keypoints"])
     else:
-        model = build_model(args.arch, len(class_names), class_names, extras["keypoints"])
-        model.build_for_size(args.image_size)
+        from kerasdet.zoo.precision import global_policy
+
+        with global_policy(args.precision):
+            model = build_model(args.arch, len(class_names), class_names, extras["keypoints"])
+            model.build_for_size(args.image_size)
         if args.backbone_from:
             source, _ = load_model(args.backbone_from)
             skipped = weights_io.transfer_matching(source, model)
@@ -1082,6 +1092,9 @@ def build_parser():
     t = sub.add_parser("train", help="train a model; writes weights, model.json, checkpoints and history.csv")
     t.add_argument("--arch", default="retinanet-compact", help=f"architecture: {', '.join(_arch_names())}")
     t.add_argument("--init-from", help="start from a zoo model or run folder (another class count needs --num-classes)")
+    t.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16", "mixed_float16", "auto"],
+                   help="compute precision of training (variables stay float32; mixed_float16 adds Keras' loss "
+                        "scaling, bfloat16 needs none); auto: bfloat16 on CPUs with AMX or AVX512-BF16")
     t.add_argument("--backbone-from", help="zoo model or run folder whose variables of the same path and shape "
                                            "(e.g. a shared backbone and FPN) initialise the new --arch model")
     t.add_argument("--dataset", default="synthetic",

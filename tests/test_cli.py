@@ -381,3 +381,20 @@ def test_a_voc_folder_of_the_models_classes_keeps_the_models_label_order(tmp_pat
         np.testing.assert_array_equal(np.sort(target["labels"].numpy()), np.sort(truth["labels"]))
     _, alphabetical, _, _ = cli.open_dataset(f"voc:{tmp_path}", "train", None, 64)
     assert alphabetical == sorted(set(alphabetical)) and alphabetical != names
+
+
+def test_training_in_mixed_bfloat16(tmp_path):
+    """`train --precision mixed_bfloat16`: every layer with weights computes in bfloat16 (the backbone's too), the
+    variables and the saved weights stay float32, the loss is finite, and the run loads as float32 by default."""
+    run = tmp_path / "bf16"
+    assert cli.main(["train", "--dataset", "synthetic", "--train-images", "4", "--image-size", "128", "--epochs", "1",
+                     "--batch-size", "4", "--warmup", "1", "--precision", "mixed_bfloat16", "--out", str(run)]) == 0
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["config"]["dtype"]["config"]["name"] == "mixed_bfloat16"
+    history = (run / "history.csv").read_text().splitlines()
+    loss = float(history[1].split(",")[history[0].split(",").index("loss")])
+    assert loss == loss and loss < 1e3  # finite
+    model, _ = cli.load_model(str(run))
+    assert model.dtype_policy.name == "float32"
+    half, _ = cli.load_model(str(run), precision="mixed_bfloat16")
+    assert {layer.dtype_policy.compute_dtype for layer in half._flatten_layers() if layer.weights} == {"bfloat16"}
