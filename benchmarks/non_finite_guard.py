@@ -30,6 +30,10 @@ class NoGuard:
     def take_failure():
         return None
 
+    @staticmethod
+    def reset():
+        pass
+
 
 def main(rounds=6, steps=3, batch=8):
     ds = pipeline.padded_batch(synthetic.dataset("train", batch, 256, with_masks=False, with_keypoints=False), batch)
