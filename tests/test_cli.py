@@ -213,7 +213,8 @@ def test_alternating_training_runs_to_the_end_and_detects(tmp_path):
     assert metrics["AP50"] > 0.3, metrics
 
 
-def test_mask_rcnn_run_evaluates_boxes_masks_and_keypoints(tmp_path):
+@__import__("pytest").mark.slow  # suite time (97 s): the mask family's training, export and outputs stay in the
+def test_mask_rcnn_run_evaluates_boxes_masks_and_keypoints(tmp_path):  # default suite through its model harness
     """A Mask R-CNN run trains on the embedded dataset's masks and star tips; `evaluate` reports the bbox, segm
     and keypoint tables (and writes them into a card), `predict` draws masks and writes their RLE."""
     run = tmp_path / "mask"
@@ -383,6 +384,7 @@ def test_a_voc_folder_of_the_models_classes_keeps_the_models_label_order(tmp_pat
     assert alphabetical == sorted(set(alphabetical)) and alphabetical != names
 
 
+@__import__("pytest").mark.slow  # suite time: bfloat16 loading is in tests/zoo/test_precision.py
 def test_training_in_mixed_bfloat16(tmp_path):
     """`train --precision mixed_bfloat16`: every layer with weights computes in bfloat16 (the backbone's too), the
     variables and the saved weights stay float32, the loss is finite, and the run loads as float32 by default."""

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tests.models.test_detector import images, make_model, targets
+from tests.models.toy_detector import ToyDetector
 
 
 def _weights(model):
@@ -18,8 +19,10 @@ def _same(a, b):
 
 
 def _overflowing(model):
-    """Sets the class output's kernel to 3e38 (finite) so that the logits, and the loss, overflow float32."""
+    """Sets the class output's kernel and bias to 3e38 (finite) so that the loss overflows float32 whatever the
+    features: every logit is at least 3e38, and the mean of the cross-entropies sums many of them."""
     model.class_out.kernel.assign(np.full(model.class_out.kernel.shape, 3e38, np.float32))
+    model.class_out.bias.assign(np.full(model.class_out.bias.shape, 3e38, np.float32))
 
 
 def _data(batch=2):
@@ -40,6 +43,7 @@ def test_a_non_finite_step_is_not_applied_and_raises_naming_the_step():
     assert int(model.optimizer.iterations.numpy()) == 1  # no optimizer step (no weight decay) either
     assert model._non_finite_guard().take_failure() is None  # the record was reset
     model.class_out.kernel.assign(np.zeros(model.class_out.kernel.shape, np.float32))
+    model.class_out.bias.assign(np.zeros(model.class_out.bias.shape, np.float32))
     model.train_on_batch(x, y)  # training can go on once the cause is gone
     assert int(model.optimizer.iterations.numpy()) == 2
 
@@ -78,10 +82,11 @@ def test_a_refused_step_is_not_reported_by_a_later_call():
     model = make_model()
     model.compile(learning_rate=1e-3)
     x, y = _data(2)
-    kernel = model.class_out.kernel.numpy()
+    kernel, bias = model.class_out.kernel.numpy(), model.class_out.bias.numpy()
     _overflowing(model)
     model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(2), verbose=0, stop_on_non_finite=False)
     model.class_out.kernel.assign(kernel)
+    model.class_out.bias.assign(bias)
     model.train_on_batch(x, y)  # a good step: no error for the earlier refused one
     assert int(model.optimizer.iterations.numpy()) == 1
 
@@ -110,22 +115,36 @@ def test_the_guard_is_not_part_of_the_weights():
     assert [v.path for v in model.weights] == paths and not any("non_finite" in p for p in paths)
 
 
+@keras.saving.register_keras_serializable(package="kerasdet_tests")
+class ToyWithBatchNorm(ToyDetector):
+    """The toy detector with a batch norm after its convolution (a forward pass that writes statistics)."""
+
+    def __init__(self, num_classes, num_boxes=4, **kwargs):
+        super().__init__(num_classes, num_boxes=num_boxes, **kwargs)
+        self.norm = keras.layers.BatchNormalization(name="norm")
+
+    def call(self, inputs, training=False, targets=None):
+        images, _ = self.split_inputs(inputs)
+        x = self.pool(self.norm(self.conv(self.rescale(tf.cast(images, tf.float32))), training=training))
+        return {"logits": tf.reshape(self.class_out(x), [-1, self.num_boxes, self.num_classes]),
+                "box_params": tf.reshape(self.box_out(x), [-1, self.num_boxes, 4])}
+
+
 def test_a_batch_norm_statistic_that_is_not_finite_alone_is_a_failure():
     # batch norm trains on batch statistics, so an infinite moving variance leaves the loss and every gradient
     # finite; only the guard's look at the statistics the forward pass wrote refuses the step
-    from tests.models.test_retinanet import synthetic_batch, tiny
-
-    model = tiny()
+    model = ToyWithBatchNorm(num_classes=2, num_boxes=4)
+    model.build_for_size(32)
     model.compile(learning_rate=1e-3)
-    bn = next(layer for layer in model._flatten_layers() if layer.name == "conv5_block2_2_bn")
-    infinite = np.full(bn.moving_variance.shape, np.inf, np.float32)
-    bn.moving_variance.assign(infinite)
-    x, y = synthetic_batch(2)
+    infinite = np.full(model.norm.moving_variance.shape, np.inf, np.float32)
+    model.norm.moving_variance.assign(infinite)
+    x, y = _data(2)
     with tf.GradientTape() as tape:
         loss = model.compute_loss(x, y, model(x, training=True, targets=model.standardize_targets(y, x)))
     gradients = tape.gradient(loss, model.trainable_variables)
     assert np.isfinite(loss.numpy()) and all(np.isfinite(g.numpy()).all() for g in gradients if g is not None)
-    bn.moving_variance.assign(infinite)  # as it was before that forward pass
+    assert not np.isfinite(model.norm.moving_variance.numpy()).all()  # what the forward pass wrote
+    model.norm.moving_variance.assign(infinite)  # as it was before that forward pass
     before = _weights(model)
     with pytest.raises(FloatingPointError, match="not finite"):
         model.train_on_batch(x, y)

@@ -37,6 +37,7 @@ def test_card_metrics_equal_a_rerun_of_its_eval_command(name):
             assert abs(tables[table][key] - value) <= 0.005, (table, key, tables[table][key], value)
 
 
+@pytest.mark.slow  # suite time: the card's own rerun (above) and tests/metrics' pycocotools checks stay in the default
 @pytest.mark.parametrize("name", sorted(RELEASE_BARS))
 def test_pycocotools_on_a_fresh_seed_stays_near_the_card(name):
     pytest.importorskip("pycocotools.coco")
