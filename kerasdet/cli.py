@@ -1071,6 +1071,13 @@ EXAMPLES = {
 }
 
 
+def _add_precision_argument(parser, what="compute precision of the loaded model (weights stay float32)"):
+    from kerasdet.zoo.precision import PRECISIONS
+
+    parser.add_argument("--precision", default="float32", choices=list(PRECISIONS),
+                        help=f"{what}; auto: bfloat16 on CPUs with AMX or AVX512-BF16 and Ampere+ GPUs")
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="kerasdet", description="kerasdet: object detection models for Keras 3",
                                 formatter_class=_HelpFormatter,
@@ -1092,9 +1099,8 @@ def build_parser():
     t = sub.add_parser("train", help="train a model; writes weights, model.json, checkpoints and history.csv")
     t.add_argument("--arch", default="retinanet-compact", help=f"architecture: {', '.join(_arch_names())}")
     t.add_argument("--init-from", help="start from a zoo model or run folder (another class count needs --num-classes)")
-    t.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16", "mixed_float16", "auto"],
-                   help="compute precision of training (variables stay float32; mixed_float16 adds Keras' loss "
-                        "scaling, bfloat16 needs none); auto: bfloat16 on CPUs with AMX or AVX512-BF16")
+    _add_precision_argument(t, "compute precision of training (variables stay float32; mixed_float16 adds Keras' "
+                               "loss scaling, bfloat16 needs none)")
     t.add_argument("--backbone-from", help="zoo model or run folder whose variables of the same path and shape "
                                            "(e.g. a shared backbone and FPN) initialise the new --arch model")
     t.add_argument("--dataset", default="synthetic",
@@ -1130,10 +1136,7 @@ def build_parser():
 
     e = sub.add_parser("evaluate", help="COCO and VOC metrics on a dataset, PR-curve PNG, optionally into a card")
     e.add_argument("--model", required=True, help="zoo name or training run folder")
-    e.add_argument("--precision", default="float32",
-                    choices=["float32", "mixed_bfloat16", "mixed_float16", "auto"],
-                    help="compute precision of the loaded model (weights stay float32); auto: bfloat16 on CPUs with "
-                         "AMX or AVX512-BF16 and Ampere+ GPUs")
+    _add_precision_argument(e)
     e.add_argument("--dataset", default="synthetic:test",
                    help="as train's --dataset; voc:ROOT defaults to the test split, else val, else every annotation")
     e.add_argument("--class-names", help="voc:/yolo: datasets: class names in label order (file or comma list; "
@@ -1148,10 +1151,7 @@ def build_parser():
 
     r = sub.add_parser("predict", help="annotated PNGs and detections.json for image files or a dataset")
     r.add_argument("--model", required=True, help="zoo name or training run folder")
-    r.add_argument("--precision", default="float32",
-                    choices=["float32", "mixed_bfloat16", "mixed_float16", "auto"],
-                    help="compute precision of the loaded model (weights stay float32); auto: bfloat16 on CPUs with "
-                         "AMX or AVX512-BF16 and Ampere+ GPUs")
+    _add_precision_argument(r)
     r.add_argument("files", nargs="*", help="image files (JPEG/PNG); default: the --dataset")
     r.add_argument("--dataset", default="synthetic:val")
     r.add_argument("--images", type=int, default=8)
@@ -1163,10 +1163,7 @@ def build_parser():
 
     x = sub.add_parser("export", help="SavedModel for TF Serving (serving_default, serving_bytes)")
     x.add_argument("--model", required=True, help="zoo name or training run folder")
-    x.add_argument("--precision", default="float32",
-                    choices=["float32", "mixed_bfloat16", "mixed_float16", "auto"],
-                    help="compute precision of the loaded model (weights stay float32); auto: bfloat16 on CPUs with "
-                         "AMX or AVX512-BF16 and Ampere+ GPUs")
+    _add_precision_argument(x)
     x.add_argument("--out", required=True)
     x.add_argument("--overwrite", action="store_true")
     x.add_argument("--mask-threshold", type=float, default=None,
@@ -1179,10 +1176,7 @@ def build_parser():
 
     d = sub.add_parser("demo", help="the README's main job: zoo model on validation images, metrics, annotated PNGs")
     d.add_argument("--model", default="retinanet_resnet18_shapes")
-    d.add_argument("--precision", default="float32",
-                    choices=["float32", "mixed_bfloat16", "mixed_float16", "auto"],
-                    help="compute precision of the loaded model (weights stay float32); auto: bfloat16 on CPUs with "
-                         "AMX or AVX512-BF16 and Ampere+ GPUs")
+    _add_precision_argument(d)
     d.add_argument("--images", type=int, default=200, help="validation images to evaluate")
     d.add_argument("--annotate", type=int, default=8, help="annotated PNGs to write")
     d.add_argument("--min-score", type=float, default=0.4)
