@@ -47,6 +47,7 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 
@@ -56,7 +57,7 @@ import tensorflow as tf
 from kerasdet.ops._checks import check_rank
 from kerasdet.ops._reduce import first_index_of_max
 
-__all__ = ["non_max_suppression", "batched_non_max_suppression", "check_nms_options"]
+__all__ = ["non_max_suppression", "batched_non_max_suppression", "check_nms_options", "set_kernel_device"]
 
 # Ranks are handed to the batched kernel as float32 scores; they stay exact below 2**24.
 _MAX_BOXES = 2**24
@@ -65,8 +66,32 @@ _WINDOW_GROWTH = 4
 # Per-class NMS sorts only the candidates above the threshold when they are at most this fraction
 # of all scores (1 / _SPARSE_FRACTION); otherwise it runs top_k over every (image, class) row.
 _SPARSE_FRACTION = 128
-# The NMS kernels run on the CPU: the GPU kernels round the IoU test differently.
-_KERNEL_DEVICE = "/device:CPU:0"
+# Where the NMS kernels run: None lets TensorFlow place them (on a GPU when there is one); a device string pins
+# them there (see `set_kernel_device`).
+_KERNEL_DEVICE = None
+
+
+def set_kernel_device(device: str | None) -> None:
+    """Pins the NMS kernels to `device` (e.g. "/device:CPU:0"), or lets TensorFlow place them (None, the default).
+
+    On a CPU the results are exact (the greedy definition in this module, equal to the numpy reference and to
+    torchvision's `nms`). TensorFlow's GPU kernel tests `intersection > union * threshold` where the CPU kernel
+    tests `intersection / union > threshold`, so on a GPU a box whose IoU rounds to the threshold can be kept or
+    suppressed differently. Pinning to the CPU gives the CPU's results everywhere, at the cost of copying every
+    NMS input (the RPN's at each training step) to the host and back. Takes effect for graphs traced afterwards.
+
+    Example:
+        >>> kerasdet.ops.nms.set_kernel_device("/device:CPU:0")   # CPU results on a GPU machine
+        >>> kerasdet.ops.nms.set_kernel_device(None)              # the default: no device pin
+    """
+    global _KERNEL_DEVICE
+    if device is not None and not isinstance(device, str):
+        raise TypeError(f"`device` must be a device string such as '/device:CPU:0' or None; got {device!r}")
+    _KERNEL_DEVICE = device or None
+
+
+def _on_kernel_device():
+    return tf.device(_KERNEL_DEVICE) if _KERNEL_DEVICE else contextlib.nullcontext()
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -172,7 +197,7 @@ def _nms_v5(boxes, scores, max_output_size, iou_threshold, score_threshold, soft
     Returns:
         `(selected_indices, selected_scores, valid_outputs)` as the kernel gives them.
     """
-    with tf.device(_KERNEL_DEVICE):
+    with _on_kernel_device():
         return tf.raw_ops.NonMaxSuppressionV5(
             boxes=boxes,
             scores=scores,
@@ -264,7 +289,7 @@ def _window_rows(top, n, rows, window, gather_candidates, per_row, iou_threshold
     ranks = tf.cast(window - tf.range(window), tf.float32)
     rank_scores = tf.where(valid, ranks[None, :], 0.0)
     candidates = _zero_area_if_inverted(gather_candidates(rows, box_idx))
-    with tf.device(_KERNEL_DEVICE):
+    with _on_kernel_device():
         result = tf.raw_ops.CombinedNonMaxSuppression(
             boxes=candidates[:, :, None, :],
             scores=rank_scores[:, :, None],

@@ -427,3 +427,32 @@ def test_batched_sparse_candidates_match_reference(tied):
         assert_same_result(got, batched_nms_reference(boxes, scores, **settings))
         got = tf.function(lambda b, s: batched_non_max_suppression(b, s, **settings))(boxes, scores)
         assert_same_result(got, batched_nms_reference(boxes, scores, **settings))
+
+
+def test_kernels_carry_no_device_pin_unless_asked_and_a_pin_changes_no_result():
+    rng = np.random.default_rng(12)
+    xy = rng.uniform(0, 80, (300, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(4, 40, (300, 2))], 1).astype(np.float32)
+    scores = rng.uniform(0, 1, 300).astype(np.float32)
+    classes = rng.uniform(0, 1, (2, 300, 4)).astype(np.float32)
+
+    def traced_devices():
+        graph = tf.function(lambda b, s: non_max_suppression(b, s, 0.5, max_output_size=50)).get_concrete_function(
+            tf.constant(boxes), tf.constant(scores)).graph
+        return {op.device for op in graph.get_operations()}
+
+    assert traced_devices() == {""}
+    free = (non_max_suppression(boxes, scores, 0.5, max_output_size=50).numpy(),
+            batched_non_max_suppression(np.stack([boxes, boxes]), classes, max_detections=40)["boxes"].numpy())
+    try:
+        nms_module.set_kernel_device("/device:CPU:0")
+        assert any("CPU" in d for d in traced_devices())
+        pinned = (non_max_suppression(boxes, scores, 0.5, max_output_size=50).numpy(),
+                  batched_non_max_suppression(np.stack([boxes, boxes]), classes, max_detections=40)["boxes"].numpy())
+    finally:
+        nms_module.set_kernel_device(None)
+    np.testing.assert_array_equal(free[0], pinned[0])
+    np.testing.assert_array_equal(free[1], pinned[1])
+    np.testing.assert_array_equal(free[0], nms_reference(boxes, scores, 0.5)[:50])
+    with pytest.raises(TypeError, match="device"):
+        nms_module.set_kernel_device(0)
