@@ -8,10 +8,12 @@ and keypoints together; when masks are present the boxes are re-derived as the t
 the transformed masks (so they always agree), and objects left empty are dropped. Images
 without objects pass through.
 
-Keras core supplies the flip (`keras.layers.RandomFlip`, box- and mask-aware) and the colour
-jitter (`keras.layers.RandomColorJitter`). Scale jitter with random crop/pad is done here:
-Keras 3.15's `RandomCrop` moves boxes wrongly (not relative to the crop window) and
-`RandomZoom` neither drops emptied boxes nor moves masks with the boxes, so neither serves.
+Every random draw of `DetectionAugmenter` is a stateless function of one per-sample seed, and
+`prepare` gives each sample its seed from a seeded stream: two pipelines made with one seed give
+identical batches, whatever the parallelism of the map. Keras' random layers cannot serve here (they
+draw from a stateful generator, whose order under a parallel map is not fixed), nor can Keras 3.15's
+`RandomCrop` (it moves boxes wrongly, not relative to the crop window) or `RandomZoom` (it neither drops
+emptied boxes nor moves masks with the boxes).
 
 Example:
     >>> from kerasdet.data import pipeline, synthetic
@@ -315,71 +317,73 @@ def unletterbox_boxes(boxes, original_size, size):
 # Augmentation
 
 
-def _flip_sample(flip_layer, image, targets, flip_map):
-    """Horizontal flip through keras.layers.RandomFlip; keypoints ride along as point boxes."""
+def _flip_sample(image, targets, flip_map):
+    """Horizontal mirror of a sample: image columns reversed, x -> width - x for boxes and keypoints, masks
+    mirrored, keypoints permuted by `flip_map` (left/right swaps; None for none). Boxes come back float32."""
     width = tf.cast(tf.shape(image)[1], tf.float32)
+    targets = dict(targets)
     boxes = tf.cast(targets["boxes"], tf.float32)
-    probe = tf.constant([[0.0, 0.0, 1.0, 1.0]])
-    parts = [probe, boxes]
+    targets["boxes"] = tf.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
     if "keypoints" in targets:
         kp = tf.cast(targets["keypoints"], tf.float32)
-        points = tf.reshape(kp[..., :2], [-1, 2])
-        parts.append(tf.concat([points, points], axis=1))
-    all_boxes = tf.concat(parts, axis=0)
-    data = {"images": image,
-            "bounding_boxes": {"boxes": all_boxes,
-                               "labels": tf.zeros(tf.shape(all_boxes)[:1], tf.int32)}}
-    if "masks" in targets:
-        data["segmentation_masks"] = tf.cast(tf.transpose(targets["masks"], [1, 2, 0]),
-                                             tf.float32)
-    out = flip_layer(data, training=True)
-    targets = dict(targets)
-    moved = out["bounding_boxes"]["boxes"]
-    flipped = moved[0, 0] > 0.5 * width - 0.5
-    m = tf.shape(boxes)[0]
-    targets["boxes"] = moved[1:1 + m]
-    if "keypoints" in targets:
-        k = kp.shape[1]
-        xy = tf.reshape(moved[1 + m:, :2], [m, k, 2])
-        new = tf.concat([xy, kp[..., 2:]], axis=-1)
+        kp = tf.concat([width - kp[..., :1], kp[..., 1:]], axis=-1)
         if flip_map is not None:
-            new = tf.cond(flipped, lambda: tf.gather(new, flip_map, axis=1), lambda: new)
-        targets["keypoints"] = new
+            kp = tf.gather(kp, flip_map, axis=1)
+        targets["keypoints"] = kp
     if "masks" in targets:
-        targets["masks"] = tf.cast(
-            tf.transpose(tf.round(out["segmentation_masks"]), [2, 0, 1]), targets["masks"].dtype)
-    return out["images"], targets
+        targets["masks"] = tf.reverse(targets["masks"], axis=[2])
+    return tf.reverse(image, axis=[1]), targets
+
+
+def _uniform(seed, low=0.0, high=1.0):
+    """One float32 draw from U[low, high) that depends on `seed` (int [2]) alone."""
+    return tf.random.stateless_uniform((), seed, minval=low, maxval=high, dtype=tf.float32)
+
+
+def _sub_seed(seed, index):
+    """The seed of the `index`-th independent draw of a sample."""
+    return tf.random.experimental.stateless_fold_in(seed, index)
 
 
 @keras.saving.register_keras_serializable(package="kerasdet")
 class DetectionAugmenter:
     """Box-, mask- and keypoint-aware augmentation for single samples in a tf.data pipeline.
 
-    Applies, in order: a random horizontal flip (`keras.layers.RandomFlip`), a random scale
-    jitter followed by a random crop or pad back to the output size (large-scale jitter,
-    Ghiasi et al. 2021; a scale above 1 crops, below 1 pads), and colour jitter
-    (`keras.layers.RandomColorJitter`). Boxes stay inside the image; with masks, boxes are the
-    tight boxes of the transformed masks; objects left smaller than `min_box_size` are dropped.
+    Applies, in order: a random horizontal flip (probability 0.5; keypoints permuted by
+    `keypoint_flip_map`), a random scale jitter followed by a random crop or pad back to the output
+    size (large-scale jitter, Ghiasi et al. 2021; a scale above 1 crops, below 1 pads), and colour
+    jitter (brightness, contrast, saturation, hue, in that order). Boxes stay inside the image; with
+    masks, boxes are the tight boxes of the transformed masks; objects left smaller than
+    `min_box_size` are dropped.
+
+    Every draw is a stateless function of one seed per sample (`augment(image, targets, seed)`):
+    `prepare` draws those seeds from a stream seeded with `seed`, so two pipelines with one seed give
+    identical batches whatever the map's parallelism, and each epoch gets new draws. Called
+    directly (`augmenter(image, targets)`), a sample's seed comes from the augmenter's own
+    generator: reproducible for calls in a fixed order only.
 
     Args:
         flip: apply the random horizontal flip.
         scale_range: (low, high) scale factors, or None for no scale jitter/crop.
         output_size: int or (height, width) of the output; None keeps each input's size.
         color: apply colour jitter.
-        brightness: brightness factor of RandomColorJitter (fraction of 255).
-        contrast: contrast factor of RandomColorJitter.
-        saturation: saturation factor range (0.5 = unchanged) of RandomColorJitter.
-        hue: hue factor of RandomColorJitter.
+        brightness: adds U(-brightness, brightness) x 255 to every pixel.
+        contrast: scales each channel about its mean by U(1 - contrast, 1 + contrast).
+        saturation: (low, high): with u ~ U(low, high), saturation is multiplied by u / (1 - u)
+            (0.5 = unchanged), as `keras.layers.RandomSaturation`.
+        hue: shifts hue by U(-hue, hue) / 2 of the colour circle, as `keras.layers.RandomHue`.
         keypoint_flip_map: permutation applied to keypoints on a flip (e.g. left/right
             swaps; `synthetic.keypoint_flip_map()`), or None for no permutation.
         min_box_size: objects whose box is narrower or lower than this (pixels) are dropped.
         pad_value: value of padded pixels.
-        seed: int seed of the random draws (Keras SeedGenerator semantics).
+        seed: int seed of the per-sample seeds (in `prepare`) and of direct calls; None for
+            irreproducible draws.
 
     Call arguments:
         image: [H, W, 3] uint8 or float, values 0..255.
         targets: dict of per-object tensors ("boxes", "labels", optional "masks", "keypoints",
             "iscrowd", "difficult").
+        seed: optional int [2] tensor: the sample's seed (see above).
 
     Returns:
         (image float32 [h, w, 3] in 0..255, targets).
@@ -387,7 +391,8 @@ class DetectionAugmenter:
     Example:
         >>> aug = DetectionAugmenter(output_size=256, seed=1,
         ...                          keypoint_flip_map=synthetic.keypoint_flip_map())
-        >>> ds = synthetic.dataset("train", 100).map(aug)
+        >>> ds = synthetic.dataset("train", 100).map(aug)          # draws in call order
+        >>> batches = prepare(synthetic.dataset("train", 100), 8, 256, augmenter=aug)  # per-sample seeds
     """
 
     def __init__(self, flip=True, scale_range=(0.5, 1.5), output_size=None, color=True,
@@ -419,16 +424,14 @@ class DetectionAugmenter:
         self.keypoint_flip_map = keypoint_flip_map
         self.min_box_size = float(min_box_size)
         self.pad_value = pad_value
+        for name, value in (("brightness", brightness), ("contrast", contrast), ("hue", hue)):
+            if not 0 <= float(value) <= 1:
+                raise ValueError(f"{name} must be in [0, 1]; received {value!r}")
+        if (not isinstance(saturation, (tuple, list)) or len(saturation) != 2
+                or not 0 <= saturation[0] <= saturation[1] < 1):
+            raise ValueError(f"saturation must be (low, high) with 0 <= low <= high < 1; received {saturation!r}")
         self.seed = seed
-        base = 0 if seed is None else int(seed)
-        self._flip_layer = keras.layers.RandomFlip(
-            "horizontal", bounding_box_format="xyxy", seed=None if seed is None else base + 1,
-            dtype="float32")  # boxes and masks stay float32 under a mixed-precision policy
-        self._color_layer = keras.layers.RandomColorJitter(
-            value_range=(0, 255), brightness_factor=brightness, contrast_factor=contrast,
-            saturation_factor=saturation, hue_factor=hue,
-            seed=None if seed is None else base + 2, dtype="float32")
-        self._seed_generator = keras.random.SeedGenerator(None if seed is None else base + 3)
+        self._seed_generator = keras.random.SeedGenerator(None if seed is None else int(seed) + 3)
 
     def get_config(self):
         return {"flip": self.flip, "scale_range": self.scale_range,
@@ -442,7 +445,16 @@ class DetectionAugmenter:
     def from_config(cls, config):
         return cls(**config)
 
-    def __call__(self, image, targets):
+    def __call__(self, image, targets, seed=None):
+        if seed is None:
+            seed = self._seed_generator.next()
+        return self.augment(image, targets, seed)
+
+    def augment(self, image, targets, seed):
+        """The augmented sample; every draw depends on `seed` (int [2]) alone."""
+        seed = tf.convert_to_tensor(seed)
+        if seed.dtype not in (tf.int32, tf.int64):
+            seed = tf.cast(seed, tf.int64)
         image, targets = _check_sample(image, targets)
         if image.shape[-1] != 3:
             image = to_rgb(image)
@@ -453,12 +465,16 @@ class DetectionAugmenter:
                 raise ValueError(f"keypoint_flip_map has {len(self.keypoint_flip_map)} entries "
                                  f"but targets['keypoints'] has K={k}")
         if self.flip:
-            image, targets = _flip_sample(self._flip_layer, image, targets,
-                                          self.keypoint_flip_map)
+            targets = dict(targets, boxes=tf.cast(targets["boxes"], tf.float32))
+            if "keypoints" in targets:
+                targets["keypoints"] = tf.cast(targets["keypoints"], tf.float32)
+            image, targets = tf.cond(_uniform(_sub_seed(seed, 0)) < 0.5,
+                                     lambda: _flip_sample(image, targets, self.keypoint_flip_map),
+                                     lambda: (image, targets))
         # targets are finalised (boxes re-derived or clipped, small objects dropped) exactly
         # once: by the geometric transform when there is one, else here
         if self.scale_range is not None:
-            image, targets = self._scale_crop(image, targets)
+            image, targets = self._scale_crop(image, targets, _sub_seed(seed, 1))
         elif self.output_size is not None:
             image, targets = _transform(image, targets, self.output_size, (0, 0),
                                         self.output_size, 0, self.min_box_size)
@@ -466,14 +482,22 @@ class DetectionAugmenter:
             shape = tf.shape(image)
             targets = _finalise(targets, shape[0], shape[1], self.min_box_size)
         if self.color:
-            image = self._color_layer(image, training=True)
+            image = self._color(image, _sub_seed(seed, 2))
         return tf.clip_by_value(image, 0.0, 255.0), targets
 
-    def _uniform(self, low, high):
-        return keras.random.uniform((), minval=low, maxval=high, dtype="float32",
-                                    seed=self._seed_generator)
+    def _color(self, image, seed):
+        """Brightness, contrast, saturation and hue jitter of a float32 0..255 image."""
+        image = tf.clip_by_value(image + 255.0 * _uniform(_sub_seed(seed, 0), -self.brightness, self.brightness),
+                                 0.0, 255.0)
+        mean = tf.reduce_mean(image, axis=[0, 1], keepdims=True)
+        factor = _uniform(_sub_seed(seed, 1), 1.0 - self.contrast, 1.0 + self.contrast)
+        image = tf.clip_by_value((image - mean) * factor + mean, 0.0, 255.0)
+        u = _uniform(_sub_seed(seed, 2), self.saturation[0], self.saturation[1])
+        image = tf.image.adjust_saturation(image / 255.0, u / (1.0 - u))
+        image = tf.image.adjust_hue(image, 0.5 * _uniform(_sub_seed(seed, 3), -self.hue, self.hue))
+        return image * 255.0
 
-    def _scale_crop(self, image, targets):
+    def _scale_crop(self, image, targets, seed):
         shape = tf.shape(image)
         height = tf.cast(shape[0], tf.float32)
         width = tf.cast(shape[1], tf.float32)
@@ -482,19 +506,21 @@ class DetectionAugmenter:
         out_w = tf.cast(out_hw[1], tf.int32)
         # scale 1.0 = the letterbox fit of the input into the output
         fit = tf.minimum(tf.cast(out_h, tf.float32) / height, tf.cast(out_w, tf.float32) / width)
-        scale = fit * self._uniform(self.scale_range[0], self.scale_range[1])
+        scale = fit * _uniform(_sub_seed(seed, 0), self.scale_range[0], self.scale_range[1])
         new_h = tf.maximum(tf.cast(tf.round(height * scale), tf.int32), 1)
         new_w = tf.maximum(tf.cast(tf.round(width * scale), tf.int32), 1)
         # corner of the resized image on the canvas: negative crops, positive pads
-        offset = (self._offset(new_h, out_h), self._offset(new_w, out_w))
+        offset = (_offset(new_h, out_h, _sub_seed(seed, 1)), _offset(new_w, out_w, _sub_seed(seed, 2)))
         return _transform(image, targets, (new_h, new_w), offset, out_hw, self.pad_value,
                           self.min_box_size)
 
-    def _offset(self, size, out):
-        low = tf.minimum(0, out - size)
-        high = tf.maximum(0, out - size)
-        return keras.random.randint((), minval=low, maxval=high + 1, dtype="int32",
-                                    seed=self._seed_generator)
+
+def _offset(size, out, seed):
+    """Where a side of `size` starts on a side of `out`, uniform over every placement that keeps the
+    smaller inside the larger (negative: the image is cropped)."""
+    low = tf.minimum(0, out - size)
+    high = tf.maximum(0, out - size)
+    return tf.random.stateless_uniform((), seed, minval=low, maxval=high + 1, dtype=tf.int32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -554,7 +580,7 @@ def padded_batch(dataset, batch_size, max_boxes=None, drop_remainder=False):
 
 
 def prepare(dataset, batch_size, image_size, augmenter=None, shuffle_buffer=0, max_boxes=None,
-            drop_remainder=False, seed=None):
+            drop_remainder=False, seed=None, skip=0):
     """The usual input pipeline: RGB, shuffle, letterbox, augment, pad-batch, prefetch.
 
     Args:
@@ -568,6 +594,9 @@ def prepare(dataset, batch_size, image_size, augmenter=None, shuffle_buffer=0, m
         max_boxes: see `padded_batch`.
         drop_remainder: see `padded_batch`.
         seed: shuffle seed.
+        skip: samples to leave out after shuffling (where a resumed run stands in its epoch); they
+            are neither letterboxed nor augmented, and with a seeded `DetectionAugmenter` the samples
+            after them get the same draws as without the skip.
 
     Returns:
         Batched, prefetched dataset of ``(images float32 [B, h, w, 3], targets)``.
@@ -576,18 +605,32 @@ def prepare(dataset, batch_size, image_size, augmenter=None, shuffle_buffer=0, m
         >>> val = prepare(synthetic.dataset("val", 500), batch_size=16, image_size=256)
     """
     size = _check_size(image_size, "image_size")
+    if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
+        raise ValueError(f"skip must be an int >= 0; received {skip!r}")
     ds = dataset.map(lambda image, targets: (to_rgb(image), targets),
                      num_parallel_calls=tf.data.AUTOTUNE)
     if shuffle_buffer:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(lambda image, targets: letterbox(image, targets, size),
-                num_parallel_calls=tf.data.AUTOTUNE)
-    if augmenter is not None:
-        if isinstance(augmenter, DetectionAugmenter) and augmenter.output_size != size:
-            config = augmenter.get_config()
-            config["output_size"] = size
-            augmenter = DetectionAugmenter.from_config(config)
-        ds = ds.map(augmenter, num_parallel_calls=tf.data.AUTOTUNE)
+    if isinstance(augmenter, DetectionAugmenter) and augmenter.output_size != size:
+        config = augmenter.get_config()
+        config["output_size"] = size
+        augmenter = DetectionAugmenter.from_config(config)
+    seeded = isinstance(augmenter, DetectionAugmenter) and augmenter.seed is not None
+    if seeded:
+        # one seed per sample from a seeded stream (new draws each epoch, the same in every run), paired with the
+        # samples before anything is skipped: neither the map's parallelism nor a resume's skip changes which
+        # sample gets which draws
+        seeds = tf.data.Dataset.random(seed=augmenter.seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds))
+    if skip:
+        ds = ds.skip(skip)
+    if seeded:
+        ds = ds.map(lambda sample, sample_seed: augmenter.augment(*letterbox(*sample, size), sample_seed),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda image, targets: letterbox(image, targets, size), num_parallel_calls=tf.data.AUTOTUNE)
+        if augmenter is not None:
+            ds = ds.map(augmenter, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(lambda image, targets: (tf.cast(image, tf.float32), targets),
                 num_parallel_calls=tf.data.AUTOTUNE)
     return padded_batch(ds, batch_size, max_boxes=max_boxes,

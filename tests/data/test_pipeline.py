@@ -260,3 +260,72 @@ def test_mixed_precision_policy_keeps_float32_targets():
         keras.mixed_precision.set_global_policy(previous)
     assert out_image.dtype == tf.float32 and out["boxes"].dtype == tf.float32
     _check_consistent(out_image.numpy(), _np(out))
+
+
+def _batches(ds):
+    return [(x.numpy(), {k: v.numpy() for k, v in y.items()}) for x, y in ds]
+
+
+def _equal_batches(a, b):
+    return len(a) == len(b) and all(np.array_equal(xa, xb) and all(np.array_equal(ya[k], yb[k]) for k in ya)
+                                    for (xa, ya), (xb, yb) in zip(a, b))
+
+
+def test_one_seed_gives_identical_batches_whatever_the_parallelism():
+    """Two pipelines made with one augmenter seed give the same batches (the map runs in parallel, so a stateful
+    generator would hand the draws to samples in a varying order); a second epoch draws anew; another seed differs."""
+    def make(seed):
+        aug = pipeline.DetectionAugmenter(seed=seed, keypoint_flip_map=synthetic.keypoint_flip_map())
+        return pipeline.prepare(synthetic.dataset("train", 24, image_size=96), batch_size=4, image_size=96,
+                                augmenter=aug, shuffle_buffer=24, seed=3)
+
+    first = make(7)
+    epoch_1, epoch_2 = _batches(first), _batches(first)
+    assert _equal_batches(epoch_1, _batches(make(7)))
+    assert _equal_batches(epoch_2, _batches(_after_one_epoch(make(7))))
+    assert not _equal_batches(epoch_1, epoch_2)
+    assert not _equal_batches(epoch_1, _batches(make(8)))
+
+
+def _after_one_epoch(ds):
+    """`ds`, iterated once: its next iteration is its second epoch."""
+    for _ in ds:
+        pass
+    return ds
+
+
+def test_augmenter_draws_every_transform_from_the_sample_seed():
+    """`augment` with one seed gives one result; the flip, scale and colour draws all vary with the seed."""
+    image, targets = synthetic.render(3, 96, seed=0)
+    aug = pipeline.DetectionAugmenter(seed=None, keypoint_flip_map=synthetic.keypoint_flip_map())
+    a = aug.augment(image, _tf(targets), tf.constant([5, 6]))
+    b = aug.augment(image, _tf(targets), tf.constant([5, 6]))
+    np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
+    np.testing.assert_array_equal(a[1]["keypoints"].numpy(), b[1]["keypoints"].numpy())
+    flips, scales, means = set(), set(), set()
+    plain = pipeline.DetectionAugmenter(color=False, scale_range=None)
+    sized = pipeline.DetectionAugmenter(flip=False, color=False)
+    coloured = pipeline.DetectionAugmenter(flip=False, scale_range=None)
+    for k in range(16):
+        seed = tf.constant([k, 1])
+        flips.add(bool(np.array_equal(plain.augment(image, _tf(targets), seed)[0].numpy(), image[:, ::-1])))
+        scales.add(round(float(sized.augment(image, _tf(targets), seed)[1]["boxes"].numpy()[0, 2]), 3))
+        means.add(round(float(tf.reduce_mean(coloured.augment(image, _tf(targets), seed)[0])), 3))
+    assert flips == {True, False} and len(scales) > 8 and len(means) > 8
+    with pytest.raises(ValueError, match="contrast"):
+        pipeline.DetectionAugmenter(contrast=1.5)
+    with pytest.raises(ValueError, match="saturation"):
+        pipeline.DetectionAugmenter(saturation=0.5)
+
+
+def test_skip_leaves_out_the_first_samples_and_keeps_the_draws_of_the_rest():
+    """A resumed run's position: `skip=k` gives the batches the full pipeline gives after its first k samples."""
+    def make(skip):
+        aug = pipeline.DetectionAugmenter(seed=4)
+        return pipeline.prepare(synthetic.dataset("train", 12, image_size=96), batch_size=3, image_size=96,
+                                augmenter=aug, shuffle_buffer=12, seed=5, skip=skip)
+
+    full = _batches(make(0))
+    assert _equal_batches(full[2:], _batches(make(6)))
+    with pytest.raises(ValueError, match="skip"):
+        make(-1)
