@@ -82,6 +82,15 @@ def replace_atomically(write, path) -> pathlib.Path:
     return path
 
 
+def write_text_atomically(path, text: str) -> pathlib.Path:
+    """`replace_atomically` for a text file: `path` holds its old text or all of `text`, never part of it.
+
+    Example:
+        >>> write_text_atomically("run/progress.json", json.dumps(progress))
+    """
+    return replace_atomically(lambda tmp: pathlib.Path(tmp).write_text(text), path)
+
+
 def save_model_weights(model, path, image_size) -> pathlib.Path:
     """Saves only the model's own variables (no optimizer state) to a `.weights.h5` file.
 
