@@ -283,17 +283,11 @@ def _stages(args, stage_seconds):
     return command, round(seconds, 1)
 
 
-def _latest_checkpoint(run):
-    """(path, epoch) of the newest `checkpoints/epoch_NNN.weights.h5` of a run folder, or (None, 0)."""
-    found = sorted((run / "checkpoints").glob("epoch_*.weights.h5"))
-    if not found:
-        return None, 0
-    return found[-1], int(found[-1].name.split("_")[1].split(".")[0])
-
-
 def _resume_state(args):
-    """The arguments of the interrupted run in `args.resume` and where to go on from:
-    (args, checkpoint, epochs done, seconds spent)."""
+    """The interrupted run in `args.resume` and where to go on from: (its args, its newest whole checkpoint or None,
+    seconds spent)."""
+    from kerasdet.models import run_checkpoints
+
     run = pathlib.Path(args.resume)
     record = run / "command.json"
     if not record.is_file():
@@ -304,13 +298,18 @@ def _resume_state(args):
     resumed.out = str(run)  # the folder given to --resume, wherever it has moved since
     if (run / "model.json").is_file():
         raise SystemExit(f"kerasdet: --resume {run}: that run has finished (model.json exists)")
-    checkpoint, epoch = _latest_checkpoint(run)
+    older_run = saved.get("checkpoint_format") != run_checkpoints.FORMAT
+    checkpoint = run_checkpoints.latest(run / "checkpoints", older_runs=older_run)
     if checkpoint is None:
         print(f"[train] --resume {run}: no checkpoint yet, starting the run again", flush=True)
-        return resumed, None, 0, 0.0
+        return resumed, None, 0.0
+    if checkpoint.seconds is not None:
+        return resumed, checkpoint, float(checkpoint.seconds)
+    # an older run's epoch checkpoint: the seconds progress.json recorded at that epoch's end
     progress = run / "progress.json"
-    seconds = json.loads(progress.read_text()).get("seconds", {}).get(str(epoch), 0.0) if progress.is_file() else 0.0
-    return resumed, checkpoint, epoch, float(seconds)
+    per_epoch = json.loads(progress.read_text()).get("seconds", {}) if progress.is_file() else {}
+    epoch = str(run_checkpoints.epoch_of_legacy(checkpoint)) if checkpoint.step < 0 else None
+    return resumed, checkpoint, float(per_epoch.get(epoch, 0.0))
 
 
 def _rebuild_for_resume(args, num_classes, class_names, keypoints=None):
@@ -375,7 +374,8 @@ def _alternating_training(model, train, args, steps, out, num_classes, class_nam
               f"{steps} steps", flush=True)
         callbacks = [keras.callbacks.CSVLogger(str(out / f"history_{label}.csv")),
                      _training_progress(out / f"progress_{label}.json", 0.0, steps_per_epoch=steps // args.epochs)]
-        net.fit(train, epochs=args.epochs, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 0)
+        net.fit(train, epochs=args.epochs, steps_per_epoch=steps // args.epochs, callbacks=callbacks,
+                verbose=1 if sys.stdout.isatty() else 0)
     detector.set_training_stage("joint")
     detector.compile()
     return detector
@@ -385,53 +385,42 @@ def _format_terms(logs):
     return " ".join(f"{k} {float(v):.4f}" for k, v in (logs or {}).items())
 
 
-def _epoch_checkpoint(folder):
-    """A callback writing `folder/epoch_NNN.weights.h5` (model and optimizer state) at the end of each epoch,
-    atomically (temporary file, fsync, rename): `--resume` never meets a half-written checkpoint."""
-    import keras
-
-    from kerasdet.zoo.weights import replace_atomically
-
-    class EpochCheckpoint(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            replace_atomically(self.model.save_weights, folder / f"epoch_{epoch + 1:03d}.weights.h5")
-
-    return EpochCheckpoint()
-
-
-def _training_progress(path, seconds_before, steps_per_epoch, every=100):
+def _training_progress(path, seconds_before, steps_per_epoch, every=100, resume_at=None):
     """A callback printing a progress line every `every` steps when stdout is not a terminal, and writing
     `progress.json` with the cumulative training seconds at the end of each epoch (so that a resumed run
-    counts the time before)."""
+    counts the time before). `resume_at` `(epoch, batch)`: the epoch a resumed run enters at that batch. The clock
+    starts at the first `fit` that uses the callback and runs across later ones."""
     import keras
 
-    state = {"start": time.time(), "epoch": 0}
+    state = {"start": None, "epoch": 0}
+    offset = dict([resume_at]) if resume_at else {}
     data = json.loads(path.read_text()) if path.is_file() else {"seconds": {}}
 
     def elapsed():
         return time.time() - state["start"] + seconds_before
 
     def batch_end(batch, logs):
+        batch += offset.get(state["epoch"], 0)
         if not sys.stdout.isatty() and (batch + 1) % every == 0:
             print(f"[train] epoch {state['epoch'] + 1} step {batch + 1}/{steps_per_epoch} {_format_terms(logs)} "
                   f"({elapsed():.0f} s)", flush=True)
 
     def epoch_end(epoch, logs):
-        from kerasdet.zoo.weights import replace_atomically
+        from kerasdet.zoo.weights import write_text_atomically
 
         data["seconds"][str(epoch + 1)] = round(elapsed(), 1)
-        replace_atomically(lambda tmp: pathlib.Path(tmp).write_text(json.dumps(data, indent=1)), path)
+        write_text_atomically(path, json.dumps(data, indent=1))
         print(f"[train] epoch {epoch + 1} done: {_format_terms(logs)}", flush=True)
 
     return keras.callbacks.LambdaCallback(
-        on_train_begin=lambda logs: state.update(start=time.time()),
+        on_train_begin=lambda logs: state.update(start=state["start"] or time.time()),
         on_epoch_begin=lambda epoch, logs: state.update(epoch=epoch),
         on_train_batch_end=batch_end, on_epoch_end=epoch_end)
 
 
 def cmd_train(args):
-    """`kerasdet train`; a run folder this command made is removed again when it fails before its first epoch
-    checkpoint (no empty or half-written run is left behind)."""
+    """`kerasdet train`; a run folder this command made is removed again when it fails before its first checkpoint
+    (no empty or half-written run is left behind)."""
     if not args.resume and not args.out:
         raise SystemExit("kerasdet train: --out RUN_FOLDER is required (or --resume RUN_FOLDER)")
     if args.epochs < 1:
@@ -503,25 +492,78 @@ class _ValidationAP:
         return ValidationAP()
 
 
+def _truncate_history(path, epochs_done):
+    """Keeps the rows of the first `epochs_done` epochs of a resumed run's history.csv: a run killed between an
+    epoch's row and its checkpoint trains that epoch's end again and writes its row again."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if line.split(",")[0].isdigit()
+                        and int(line.split(",")[0]) < epochs_done]
+    if kept != lines:
+        from kerasdet.zoo.weights import write_text_atomically
+
+        write_text_atomically(path, "".join(kept))
+
+
+def _epoch_seed(seed, epoch):
+    """The seed of epoch `epoch`'s shuffle and augmentation draws: a function of the run's seed and the epoch alone,
+    so a resumed run sees the batches an uninterrupted one does."""
+    return (int(seed) * 1_000_003 + int(epoch) * 7_919) % 2**31
+
+
+def _training_stream(ds, count, args, recipe, scale_range, keypoint_flip_map, first_epoch, first_batch):
+    """The training batches from epoch `first_epoch`, batch `first_batch` on, as two datasets: the rest of that
+    epoch, and the epochs after it (None when there are none). Epoch e is `prepare` of the cached samples
+    shuffled and augmented with `_epoch_seed(args.seed, e)`, cut to its `count // batch_size` full batches."""
+    from kerasdet.data import prepare
+
+    steps_per_epoch = count // args.batch_size  # full batches (drop_remainder)
+
+    def epoch(e, skip_batches=0):
+        augmenter = recipe.augmenter(args.image_size, scale_range, seed=_epoch_seed(args.seed, e),
+                                     keypoint_flip_map=keypoint_flip_map)
+        return prepare(ds, args.batch_size, args.image_size, augmenter=augmenter, shuffle_buffer=min(count, 2048),
+                       drop_remainder=True, seed=_epoch_seed(args.seed, e), max_boxes=args.max_boxes,
+                       skip=skip_batches * args.batch_size).take(steps_per_epoch - skip_batches)
+
+    first = epoch(first_epoch, first_batch)
+    rest = None
+    for e in range(first_epoch + 1, args.epochs):
+        rest = epoch(e) if rest is None else rest.concatenate(epoch(e))
+    return first, rest
+
+
 def _train(args):
     _quiet_tensorflow()
     if args.init_from and args.backbone_from:
         raise SystemExit("kerasdet train: give --init-from (the whole model) or --backbone-from (shared variables of a "
                          "new --arch model), not both")
     import keras
+    import numpy as np
 
-    from kerasdet.data import prepare
     from kerasdet.models import families
     from kerasdet.zoo import weights as weights_io
 
-    resume_from, initial_epoch, seconds_before = None, 0, 0.0
+    resume_from, seconds_before = None, 0.0
     if args.resume:
-        args, resume_from, initial_epoch, seconds_before = _resume_state(args)
+        args, resume_from, seconds_before = _resume_state(args)
+    if args.checkpoint_every < 0:
+        raise SystemExit(f"kerasdet train: --checkpoint-every must be >= 0; got {args.checkpoint_every}")
     out = pathlib.Path(args.out)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     if resume_from is None:
-        (out / "command.json").write_text(json.dumps({"command": args.command_line, "argv": args.argv}, indent=1))
-    keras.utils.set_random_seed(args.seed + initial_epoch)
+        from kerasdet.models.run_checkpoints import FORMAT
+
+        (out / "command.json").write_text(json.dumps({"command": args.command_line, "argv": args.argv,
+                                                      "checkpoint_format": FORMAT}, indent=1))
+    if args.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    # the same seed whether resumed or not: the model is built as the first time, then the checkpoint's weights and
+    # random states replace what they must
+    keras.utils.set_random_seed(args.seed)
     recipe = _recipe_of(args)
     with_masks = "masks" in recipe.needs
     # a fine-tune keeps the model's label order for a VOC folder of (some of) its classes: label i stays class i
@@ -561,12 +603,18 @@ def _train(args):
     if args.scale_min is not None or args.scale_max is not None:
         scale_range = (recipe.scale_range[0] if args.scale_min is None else args.scale_min,
                        recipe.scale_range[1] if args.scale_max is None else args.scale_max)
-    # a resumed run reseeds its shuffle and augmentation with the epoch it starts at (not epoch 1's order again)
-    augmenter = recipe.augmenter(args.image_size, scale_range, seed=args.seed + initial_epoch,
-                                 keypoint_flip_map=extras["keypoint_flip_map"])
-    train = prepare(ds, args.batch_size, args.image_size, augmenter=augmenter, shuffle_buffer=min(count, 2048),
-                    drop_remainder=True, seed=args.seed + initial_epoch, max_boxes=args.max_boxes)
-    steps = max(count // args.batch_size, 1) * args.epochs
+    steps_per_epoch = count // args.batch_size
+    steps = steps_per_epoch * args.epochs
+    done_steps = 0
+    if resume_from is not None:
+        done_steps = resume_from.step
+        if done_steps < 0:  # an older run's epoch checkpoint: the step its epoch ended at
+            from kerasdet.models.run_checkpoints import epoch_of_legacy
+
+            done_steps = epoch_of_legacy(resume_from) * steps_per_epoch
+    initial_epoch, first_batch = divmod(done_steps, steps_per_epoch)
+    train, later = _training_stream(ds, count, args, recipe, scale_range, extras["keypoint_flip_map"], initial_epoch,
+                                    first_batch)
 
     if args.init_from and resume_from is None:
         model, _ = load_model(args.init_from, num_classes=len(class_names), precision=args.precision)
@@ -593,28 +641,57 @@ def _train(args):
         if resume_from is not None:
             raise SystemExit("kerasdet: --resume does not apply to --alternating runs (four steps in one command)")
         start = time.time()
+        train = train if later is None else train.concatenate(later)
         model = _alternating_training(model, train, args, steps, out, len(class_names), class_names)
     else:
+        if args.freeze:
+            try:
+                model.freeze(*[part.strip() for part in args.freeze.split(",") if part.strip()])
+            except ValueError as err:
+                raise SystemExit(f"kerasdet train: --freeze {args.freeze}: {err}") from None
+            print(f"[train] frozen: {args.freeze}; {sum(int(np.prod(v.shape)) for v in model.trainable_weights):,} "
+                  "weights train", flush=True)
         _compile_for(model, args, steps, recipe)
         if resume_from is not None:
             model.optimizer.build(model.trainable_variables)
-            model.load_weights(str(resume_from))  # model and optimizer state (step count, moments)
-            print(f"[train] resumed from {resume_from} after epoch {initial_epoch} ({seconds_before:.0f} s so far)",
-                  flush=True)
+            resume_from.restore(model)  # weights, optimizer state (step count, moments), samplers' random states
+            if resume_from.random_states is None:
+                print(f"[train] {resume_from.weights.name} is an older checkpoint without random states: the run goes "
+                      "on, but not exactly as it would have without the interruption", flush=True)
+            print(f"[train] resumed from {resume_from.weights.name} at step {done_steps} (epoch {initial_epoch + 1}, "
+                  f"batch {first_batch} of {steps_per_epoch}; {seconds_before:.0f} s so far)", flush=True)
         print(f"[train] {type(model).__name__} with {model.count_params():,} parameters; {steps} steps of batch "
               f"{args.batch_size}, peak learning rate {args.lr}", flush=True)
+        from kerasdet.models.run_checkpoints import StepCheckpoint
+
+        if resume_from is not None:
+            _truncate_history(out / "history.csv", initial_epoch)
         callbacks = [
-            _epoch_checkpoint(out / "checkpoints"),
             keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume_from is not None),
-            _training_progress(out / "progress.json", seconds_before, steps_per_epoch=steps // args.epochs),
+            _training_progress(out / "progress.json", seconds_before, steps_per_epoch=steps_per_epoch,
+                               resume_at=(initial_epoch, first_batch)),
         ]
         if args.val_dataset:  # before the CSV and TensorBoard loggers: they write the AP it adds to the epoch's logs
-            callbacks.insert(1, _ValidationAP(args.val_dataset, args.val_images, args.image_size, args.batch_size,
+            callbacks.insert(0, _ValidationAP(args.val_dataset, args.val_images, args.image_size, args.batch_size,
                                               class_names))
         callbacks.append(keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False, profile_batch=0))
+        # last: an epoch's checkpoint is written once the epoch is in history.csv and progress.json
+        callbacks.append(StepCheckpoint(out / "checkpoints", every=args.checkpoint_every,
+                                        steps_per_epoch=steps_per_epoch, initial_step=done_steps,
+                                        seconds_before=seconds_before))
         start = time.time()
-        model.fit(train, epochs=args.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
-                  verbose=1 if sys.stdout.isatty() else 0)
+        verbose = 1 if sys.stdout.isatty() else 0
+        # the epoch the run stands in (all of it, or its rest after a resume), then the epochs after it; a run killed
+        # after its last checkpoint but before model.json has nothing left to train
+        if initial_epoch < args.epochs:
+            model.fit(train, epochs=initial_epoch + 1, initial_epoch=initial_epoch,
+                      steps_per_epoch=steps_per_epoch - first_batch, callbacks=callbacks, verbose=verbose)
+        if later is not None:
+            for callback in callbacks:  # the second fit goes on writing history.csv, not over it
+                if isinstance(callback, keras.callbacks.CSVLogger):
+                    callback.append = True
+            model.fit(later, epochs=args.epochs, initial_epoch=initial_epoch + 1, steps_per_epoch=steps_per_epoch,
+                      callbacks=callbacks, verbose=verbose)
     weights_name = "model.weights.h5"
     stage_seconds = round(time.time() - start + seconds_before, 1)
     train_command, train_seconds = _stages(args, stage_seconds)
@@ -634,8 +711,7 @@ def _train(args):
         "dataset": {"name": args.dataset, "train_images": count},
     }
     # written last and whole: its presence marks a finished run (`--resume` refuses one)
-    weights_io.replace_atomically(lambda tmp: pathlib.Path(tmp).write_text(json.dumps(meta, indent=1)),
-                                  out / "model.json")
+    weights_io.write_text_atomically(out / "model.json", json.dumps(meta, indent=1))
     print(f"[train] done in {meta['stage_seconds']:.0f} s (all stages {meta['train_seconds']:.0f} s); weights {out / weights_name} (sha256 {meta['sha256'][:12]}...)")
     return 0
 
@@ -838,6 +914,10 @@ def _short(names, limit=6):
     return str(names) if len(names) <= limit else str(names[:limit])[:-1] + ", ...]"
 
 
+#: a card's key for its AP50 measured in a mixed precision: AP50_bf16, AP50_fp16
+PRECISION_KEY_SUFFIX = {"mixed_bfloat16": "bf16", "mixed_float16": "fp16"}
+
+
 def cmd_evaluate(args):
     _quiet_tensorflow()
     from kerasdet.metrics import format_summary, plot_precision_recall
@@ -876,8 +956,12 @@ def cmd_evaluate(args):
             entry = {"metrics": metrics, **{t: tables[t] for t in EXTRA_TABLES if t in tables},
                      "eval_command": command}
             card.setdefault("precision_metrics", {})[policy] = entry
+            short = PRECISION_KEY_SUFFIX.get(policy)
+            if short:  # the card's headline figure in that precision, beside its float32 AP50 (issue "Speed")
+                card[f"AP50_{short}"] = metrics["AP50"]
             card_path.write_text(json.dumps(card, indent=1) + "\n")
-            print(f"[evaluate] {policy} metrics written into {card_path} (precision_metrics)")
+            print(f"[evaluate] {policy} metrics written into {card_path} (precision_metrics"
+                  + (f", AP50_{short} {metrics['AP50']:.4f}" if short else "") + ")")
             return 0
         card["metrics"] = metrics
         for table in EXTRA_TABLES:
@@ -1099,6 +1183,9 @@ def build_parser():
     t = sub.add_parser("train", help="train a model; writes weights, model.json, checkpoints and history.csv")
     t.add_argument("--arch", default="retinanet-compact", help=f"architecture: {', '.join(_arch_names())}")
     t.add_argument("--init-from", help="start from a zoo model or run folder (another class count needs --num-classes)")
+    t.add_argument("--freeze", metavar="PARTS",
+                   help="comma list of model parts that keep their weights, e.g. backbone,fpn,rpn (fine-tuning on "
+                        "little data: the trained trunk is kept, the heads learn the new classes)")
     _add_precision_argument(t, "compute precision of training (variables stay float32; mixed_float16 adds Keras' "
                                "loss scaling, bfloat16 needs none)")
     t.add_argument("--backbone-from", help="zoo model or run folder whose variables of the same path and shape "
@@ -1130,8 +1217,15 @@ def build_parser():
     t.add_argument("--alternating", action="store_true",
                    help="two-stage families: the Faster R-CNN paper's 4-step alternating training, --epochs per "
                         "step (default: approximate joint training)")
-    t.add_argument("--resume", help="run folder of an interrupted `kerasdet train`: goes on from its last epoch "
-                                    "checkpoint with the same arguments (model and optimizer state)")
+    t.add_argument("--resume", help="run folder of an interrupted `kerasdet train`: goes on from its last "
+                                    "checkpoint with the same arguments (model, optimizer and random state, and the "
+                                    "data's position)")
+    t.add_argument("--checkpoint-every", type=int, default=200, metavar="STEPS",
+                   help="steps between checkpoints inside an epoch (the newest two kept; 0: epoch ends only; "
+                        "--alternating runs keep no checkpoints and do not resume)")
+    t.add_argument("--deterministic", action="store_true",
+                   help="TensorFlow's deterministic ops (tf.config.experimental.enable_op_determinism): a run, and a "
+                        "run killed and resumed, give the same weights every time")
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("evaluate", help="COCO and VOC metrics on a dataset, PR-curve PNG, optionally into a card")

@@ -215,8 +215,45 @@ def pad_images(images, divisor, value=(0.0, 0.0, 0.0)):
     return tf.ensure_shape(padded, static)
 
 
+def with_layer_config(serialized, **changes):
+    """A serialized layer (`keras.saving.serialize_keras_object`'s dict) with `changes` in its config; None (the
+    model's default layer, made from the model's own arguments) stays None."""
+    if serialized is None:
+        return None
+    if not isinstance(serialized, dict) or "config" not in serialized:
+        raise ValueError(f"expected a serialized layer (a dict with a 'config'); got {type(serialized).__name__}")
+    return dict(serialized, config=dict(serialized["config"], **changes))
+
+
+def _parts(obj):
+    """The public attributes of `obj` that are Keras layers or non-empty lists of them."""
+    def is_part(value):
+        return isinstance(value, keras.layers.Layer) or (
+            isinstance(value, (list, tuple)) and value and all(isinstance(v, keras.layers.Layer) for v in value))
+    return sorted(k for k, v in vars(obj).items() if not k.startswith("_") and is_part(v))
+
+
+def _layers_at(model, path):
+    """The layers at a dotted attribute `path` of `model` ("backbone", "box_head.fcs"); ValueError naming the parts
+    there are when a step names none."""
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"a part to freeze is a name such as 'backbone'; got {path!r}")
+    obj, walked = model, type(model).__name__
+    for step in path.split("."):
+        value = getattr(obj, step, None) if not step.startswith("_") else None
+        if step not in _parts(obj):
+            raise ValueError(f"{walked} has no part {step!r} to freeze; its parts are {_parts(obj)}")
+        obj, walked = value, f"{walked}.{step}"
+    return list(obj) if isinstance(obj, (list, tuple)) else [obj]
+
+
 class StandardTargets(dict):
     """Targets already through `Detector.standardize_targets` (xyxy pixels, int32 labels, checked)."""
+
+
+#: where `shuffle` comes among `keras.Model.fit`'s positional arguments after x and y (batch_size, epochs, verbose,
+#: callbacks, validation_split, validation_data, shuffle)
+_FIT_SHUFFLE_POSITION = 6
 
 
 class Detector(keras.Model):
@@ -644,8 +681,12 @@ class Detector(keras.Model):
     def fit(self, x=None, y=None, *args, stop_on_non_finite=True, **kwargs):
         """`keras.Model.fit`, with the targets checked and, unless `stop_on_non_finite=False`, training stopped by
         a `FloatingPointError` naming the batch at the first step whose loss or gradients are not finite (that
-        step is not applied: the weights stay as they were before it; see `kerasdet.models._non_finite_guard`)."""
+        step is not applied: the weights stay as they were before it; see `kerasdet.models._non_finite_guard`).
+        A `tf.data.Dataset` is taken in its own order: `shuffle` defaults to False for one (Keras' default True
+        cannot shuffle a dataset and only warns that it does not)."""
         _eager_input_checks(self, x, y)
+        if isinstance(x, tf.data.Dataset) and "shuffle" not in kwargs and len(args) <= _FIT_SHUFFLE_POSITION:
+            kwargs["shuffle"] = False
         self._non_finite_guard().reset()
         if stop_on_non_finite:
             callbacks = list(kwargs.pop("callbacks", None) or [])
@@ -759,6 +800,24 @@ class Detector(keras.Model):
         base = [m for m in super().metrics if m not in self._detection_metrics]
         return base + [m for m in self._loss_trackers.values() if m not in base] + list(self._detection_metrics)
 
+    def freeze(self, *parts):
+        """Freezes the named parts: attributes that are Keras layers (or lists of them), e.g. "backbone", "fpn",
+        "rpn", or dotted paths into them such as "box_head.fcs" (Faster R-CNN's fully connected layers). Their
+        weights stop training and their batch norms stay in inference mode. For fine-tuning on little data: what
+        the trained model learned is kept while the class-specific layers learn the new classes. Call before
+        `compile`.
+
+        Example:
+            >>> model = kerasdet.zoo.load("faster_rcnn_resnet18_shapes", num_classes=3)
+            >>> model.freeze("backbone", "fpn", "rpn", "box_head.fcs").compile()
+        """
+        frozen = []
+        for name in parts:
+            frozen += _layers_at(self, name)
+        for layer in frozen:
+            layer.trainable = False
+        return self
+
     def compile(self, optimizer="default", metrics=None, jit_compile=False, learning_rate=1e-3, **kwargs):
         """Compiles with detector defaults.
 
@@ -856,6 +915,19 @@ class Detector(keras.Model):
         if not self.built:
             self.build((1, h, w, 3))
         return self
+
+    @classmethod
+    def config_for_num_classes(cls, config: dict, num_classes: int) -> dict:
+        """A copy of `config` (from `get_config`) for a model of `num_classes` classes: what a fine-tune on other
+        classes builds before copying every weight whose shape still fits. Families whose heads record their
+        own class count override it.
+
+        Example:
+            >>> tuned = RetinaNet.from_config(RetinaNet.config_for_num_classes(model.get_config(), 3))
+        """
+        config = dict(config, num_classes=int(num_classes))
+        config.pop("class_names", None)
+        return config
 
     def get_config(self):
         config = super().get_config()

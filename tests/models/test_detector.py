@@ -243,6 +243,32 @@ def test_fit_logs_each_term_and_lowers_the_loss():
     np.testing.assert_allclose(history["loss"], np.add(history["class_loss"], history["box_loss"]), rtol=1e-5)
 
 
+def test_fit_on_a_dataset_does_not_warn_about_shuffling(recwarn):
+    """Keras' default `shuffle=True` only warns for a tf.data.Dataset (it cannot shuffle one): a Detector takes the
+    dataset in its own order without the warning, and an explicit `shuffle=True` still reaches Keras."""
+    model = make_model()
+    model.compile(learning_rate=1e-3)
+    ds = tf.data.Dataset.from_tensor_slices((images(4), targets(4))).batch(2)
+    model.fit(ds, epochs=1, verbose=0)
+    assert not [w for w in recwarn if "shuffle" in str(w.message)]
+    with pytest.warns(UserWarning, match="shuffle=True"):
+        model.fit(ds, epochs=1, verbose=0, shuffle=True)
+
+
+def test_freeze_keeps_the_named_parts_and_names_the_parts_there_are():
+    model = make_model()
+    model.compile(learning_rate=0.05)
+    conv_before = np.array(model.conv.kernel.numpy())
+    assert model.freeze("conv") is model
+    model.compile(learning_rate=0.05)
+    box_before = np.array(model.box_out.kernel.numpy())
+    model.fit(images(4), targets(4), epochs=2, batch_size=4, verbose=0)
+    np.testing.assert_array_equal(model.conv.kernel.numpy(), conv_before)
+    assert not np.array_equal(model.box_out.kernel.numpy(), box_before)
+    with pytest.raises(ValueError, match=r"no part 'trunk' to freeze; its parts are \[.*'class_out'.*'conv'"):
+        model.freeze("trunk")
+
+
 def test_evaluate_with_coco_metric_scores_the_decoded_detections():
     model = make_model()
     model.compile(metrics=[COCOMetric(num_classes=2)])

@@ -93,6 +93,24 @@ def test_num_classes_rebuilds_only_the_class_head(model):
     assert out["labels"].max() < 3
 
 
+@pytest.mark.parametrize("name", ["faster_rcnn_resnet18_shapes", "mask_rcnn_resnet18_shapes"])
+def test_two_stage_models_take_a_new_class_count(name):
+    """Faster and Mask R-CNN record the class count in their heads' configs too: a fine-tune on other classes
+    rebuilds the class-specific layers (box classifier and regressor, per-class masks) and keeps every other
+    trained weight; Mask R-CNN's keypoint classes named old labels and go back to every class."""
+    trained = {v.path: np.asarray(v) for v in kerasdet.zoo.load(name).weights}
+    tuned = kerasdet.zoo.load(name, num_classes=3)
+    assert tuned.num_classes == 3 and tuned.box_head.num_classes == 3
+    assert tuned.reinitialised_weights and all("head" in p for p in tuned.reinitialised_weights)
+    for v in tuned.weights:
+        if v.path not in tuned.reinitialised_weights:
+            np.testing.assert_array_equal(np.asarray(v), trained[v.path])
+    if name.startswith("mask"):
+        assert tuned.mask_head.num_classes == 3 and tuned.keypoint_classes is None
+    out = tuned.predict(np.zeros((1, 128, 128, 3), np.uint8), verbose=0)
+    assert out["labels"].max() < 3
+
+
 def test_weights_none_is_random(model):
     fresh = kerasdet.zoo.load(NAME, weights=None)
     a = np.asarray(fresh.backbone.weights[0])
@@ -126,3 +144,15 @@ def test_replace_atomically_never_leaves_half_a_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no partial file left to be mistaken for one
     replace_atomically(lambda tmp: pathlib.Path(tmp).write_bytes(b"new, complete"), target)
     assert target.read_bytes() == b"new, complete" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_every_released_model_is_installed_by_a_non_editable_install():
+    """setup.cfg's data_files copies each zoo folder to share/kerasdet/zoo (a wheel has no checkout to read)."""
+    import configparser
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    config = configparser.ConfigParser()
+    config.read(root / "setup.cfg")
+    installed = {key.rsplit("/", 1)[-1]: value.strip() for key, value in config["options.data_files"].items()}
+    for name in kerasdet.zoo.list():
+        assert installed.get(name) == f"zoo/{name}/*", f"setup.cfg [options.data_files] does not install {name}"

@@ -14,7 +14,7 @@ from kerasdet.layers.feature_pyramid import FeaturePyramid
 from kerasdet.layers.multi_level_roi_align import MultiLevelRoIAlign
 from kerasdet.layers.roi_align import RoIAlign
 from kerasdet.layers.roi_pool import RoIPool
-from kerasdet.models.detector import Detector
+from kerasdet.models.detector import Detector, with_layer_config
 
 _SINGLE_MAP_POOLERS = (RoIPool, RoIAlign)
 
@@ -389,6 +389,13 @@ class FasterRCNN(Detector):
             box_head=serialize(self.box_head),
             proposal_sampler=serialize(self.proposal_sampler),
         )
+        return config
+
+    @classmethod
+    def config_for_num_classes(cls, config, num_classes):
+        """As `Detector.config_for_num_classes`, with the box head's class count too."""
+        config = super().config_for_num_classes(config, num_classes)
+        config["box_head"] = with_layer_config(config["box_head"], num_classes=int(num_classes))
         return config
 
     @classmethod

@@ -14,7 +14,7 @@ from kerasdet.layers.feature_pyramid import FeaturePyramid
 from kerasdet.layers.multi_level_roi_align import MultiLevelRoIAlign
 from kerasdet.layers.roi_align import RoIAlign
 from kerasdet.layers.roi_pool import RoIPool
-from kerasdet.models.detector import StandardTargets
+from kerasdet.models.detector import StandardTargets, with_layer_config
 from kerasdet.models.faster_rcnn.faster_rcnn import FasterRCNN, _deserialize
 from kerasdet.ops.keypoints import heatmaps_to_keypoints, keypoint_heatmap_targets
 from kerasdet.ops.masks import crop_masks, paste_masks
@@ -387,6 +387,18 @@ class MaskRCNN(FasterRCNN):
         self._detect(self.example_inputs(h or 256, w or 256))
 
     # -- config --------------------------------------------------------------------------------------
+
+    @classmethod
+    def config_for_num_classes(cls, config, num_classes):
+        """As `FasterRCNN.config_for_num_classes`, with the mask head's class count; `keypoint_classes` name labels of
+        the old classes, so a model with another class count puts keypoints on every class (set them again for the
+        new classes)."""
+        changed = int(num_classes) != config.get("num_classes")
+        config = super().config_for_num_classes(config, num_classes)
+        config["mask_head"] = with_layer_config(config.get("mask_head"), num_classes=int(num_classes))
+        if changed:
+            config["keypoint_classes"] = None
+        return config
 
     def get_config(self):
         config = super().get_config()
