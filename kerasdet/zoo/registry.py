@@ -19,6 +19,7 @@ from kerasdet.zoo.precision import global_policy, resolve_precision, with_precis
 #: Released models: name -> folder under the zoo directory. Add a row when a model is released.
 RELEASED = {
     "faster_rcnn_resnet18_shapes": "faster_rcnn_resnet18_shapes",
+    "mask_rcnn_resnet18_shapes": "mask_rcnn_resnet18_shapes",
     "retinanet_resnet18_shapes": "retinanet_resnet18_shapes",
 }
 
@@ -61,6 +62,19 @@ def _folder(name: str) -> pathlib.Path:
     return zoo_dir() / RELEASED[name]
 
 
+def weights_file(name: str) -> pathlib.Path:
+    """The path of a released model's weights file (its card's `weights`, sha256 in the card's `sha256`): for
+    building the model with other settings, e.g.
+    `kerasdet.zoo.build(dict(card, config=dict(card["config"], mask_output="roi")), weights=weights_file(name),
+    sha256=card["sha256"])`.
+
+    Example:
+        >>> kerasdet.zoo.registry.weights_file("retinanet_resnet18_shapes").name
+        'retinanet_resnet18_shapes.weights.h5'
+    """
+    return _folder(name) / card(name)["weights"]
+
+
 def card(name: str) -> dict:
     """The card of a released model: family, config, dataset, training and evaluation commands, metrics.
 
@@ -91,8 +105,7 @@ def _instantiate(model_card: dict, num_classes: int | None, precision: str = "fl
     cls = family_class(model_card["family"])
     config = with_precision(model_card["config"], precision)
     if num_classes is not None:
-        config["num_classes"] = int(num_classes)
-        config.pop("class_names", None)
+        config = cls.config_for_num_classes(config, num_classes)
     with global_policy(precision):  # layers a model makes in __init__ (a backbone's) take the global policy
         model = cls.from_config(config)
         model.build_for_size(model_card["image_size"])

@@ -19,6 +19,7 @@ def _small(**kwargs):
 # the mixed-precision training step is checked on RetinaNet in the default suite; Mask R-CNN's (about a minute:
 # the heads on kept boxes build a second graph) runs with -m slow, as Faster R-CNN's
 SPEC = harness.FamilySpec(name="mask_rcnn", build=_small, target_keys=("masks", "keypoints"),
+                          zoo_name="mask_rcnn_resnet18_shapes", zoo_config={"mask_output": "roi"},
                           slow_checks=("test_mixed_float16_training_step_is_finite",))
 globals().update(harness.family_tests(SPEC))
 
