@@ -362,9 +362,12 @@ def family_tests(spec: FamilySpec) -> dict:
         larger = np.full((n + n // 2, 2 * n, 3), 200, np.float32)
         listed = model.predict([images[0], larger, images[1]], verbose=0)
         assert isinstance(listed, list) and len(listed) == 3
-        _flat_close(listed[0], one, 1e-4, "beside a larger image")
+        # the list's two same-size images run as one batch of 2, compared with batches of 1: oneDNN's kernels for
+        # another batch size round differently, and a mask's probability, a sigmoid pasted bilinearly, moved by up to
+        # 1.7e-4 in one CI run; masks are held to the 1e-3 (as the export check), every other output to 1e-4
+        _flat_close(listed[0], one, 1e-4, "beside a larger image", EXPORT_ATOL)
         _flat_close(listed[2], {k: v[0] for k, v in model.predict(images[1:2], verbose=0).items()}, 1e-4,
-                    "the third image of a list")
+                    "the third image of a list", EXPORT_ATOL)
         if "masks" in listed[1]:
             assert listed[1]["masks"].shape[1:] == larger.shape[:2]
         # a padded batch with each image's size (the export's serving_bytes) gives the same as the list
@@ -375,7 +378,7 @@ def family_tests(spec: FamilySpec) -> dict:
         if "masks" in first and getattr(model, "mask_output", "pasted") == "pasted":
             assert not first["masks"][:, n:].any() and not first["masks"][:, :, n:].any()
             first["masks"] = first["masks"][:, :n, :n]
-        _flat_close(first, one, 1e-4, "in a padded batch with image sizes")
+        _flat_close(first, one, 1e-4, "in a padded batch with image sizes", EXPORT_ATOL)
 
     # every check defined above (a new check cannot be left out of the list by mistake)
     tests = {"trained": trained, **{k: v for k, v in locals().items() if k.startswith("test_") and callable(v)}}
