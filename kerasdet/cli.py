@@ -522,7 +522,7 @@ def _training_stream(ds, count, args, recipe, scale_range, keypoint_flip_map, fi
 
     def epoch(e, skip_batches=0):
         augmenter = recipe.augmenter(args.image_size, scale_range, seed=_epoch_seed(args.seed, e),
-                                     keypoint_flip_map=keypoint_flip_map)
+                                     keypoint_flip_map=keypoint_flip_map, augmentation=getattr(args, "augment", None))
         return prepare(ds, args.batch_size, args.image_size, augmenter=augmenter, shuffle_buffer=min(count, 2048),
                        drop_remainder=True, seed=_epoch_seed(args.seed, e), max_boxes=args.max_boxes,
                        skip=skip_batches * args.batch_size).take(steps_per_epoch - skip_batches)
@@ -1122,6 +1122,12 @@ def _arch_names():
     return arch_names()
 
 
+def _augmentation_names():
+    from kerasdet.models.families import AUGMENTATIONS
+
+    return sorted(AUGMENTATIONS)
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """--help with each option's default (unless the help already states it, or there is none) and the examples
     kept as written."""
@@ -1209,6 +1215,8 @@ def build_parser():
     t.add_argument("--lr", type=float, default=None,
                    help="peak learning rate (AdamW, warm-up then cosine decay; default: the family's recipe)")
     t.add_argument("--warmup", type=int, default=None, help="warm-up steps (default: the family's recipe)")
+    t.add_argument("--augment", default=None, choices=_augmentation_names(),
+                   help="training augmentation (default: the family's recipe)")
     t.add_argument("--scale-min", type=float, default=None, help="scale jitter (default: the family's recipe)")
     t.add_argument("--scale-max", type=float, default=None)
     t.add_argument("--max-boxes", type=int, default=32)

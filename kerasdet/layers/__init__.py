@@ -5,6 +5,7 @@ from kerasdet.layers.box_matcher import BoxMatcher
 from kerasdet.layers.feature_pyramid import FeaturePyramid
 from kerasdet.layers.hard_negative_miner import HardNegativeMiner
 from kerasdet.layers.hierarchical_softmax import HierarchicalSoftmax
+from kerasdet.layers.l2_normalization import L2Normalization
 from kerasdet.layers.multi_level_roi_align import MultiLevelRoIAlign
 from kerasdet.layers.non_max_suppression import NonMaxSuppression
 from kerasdet.layers.proposal_generator import ProposalGenerator
@@ -22,6 +23,7 @@ __all__ = [
     "FeaturePyramid",
     "HardNegativeMiner",
     "HierarchicalSoftmax",
+    "L2Normalization",
     "MultiLevelRoIAlign",
     "NonMaxSuppression",
     "PSRoIAlign",

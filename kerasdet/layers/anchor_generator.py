@@ -128,7 +128,9 @@ class AnchorGenerator(keras.layers.Layer):
         aspect_ratios: `height / width` ratios, flat or one sequence per level. Default (0.5, 1, 2).
         strides: a number or one number per level; None infers them from the image size.
         offset: position of the anchor centre inside its cell, in [0, 1] (0.5: the cell centre;
-            Detectron2 uses 0).
+            Detectron2 uses 0); or one number >= 0 per level, in cells, for maps whose cell 0 is not
+            centred in the image's first stride (SSD300's unpadded 3x3 extras: cell `x` of conv10_2
+            sees the input cells `x .. x + 2`, so its centre lies at `(x + 1 + o) * stride`).
         anchor_shapes: instead of sizes and aspect ratios, explicit `(width, height)` pairs, flat
             (shared) or one sequence per level.
         units: `"pixels"`, `"cells"` or `"image"`, the unit of `sizes` / `anchor_shapes`.
@@ -172,8 +174,11 @@ class AnchorGenerator(keras.layers.Layer):
         super().__init__(**kwargs)
         if units not in _UNITS:
             raise ValueError(f"`units` must be one of {_UNITS}; got {units!r}")
-        if not _is_number(offset) or not 0.0 <= offset <= 1.0:
-            raise ValueError(f"`offset` must be a number in [0, 1]; got {offset!r}")
+        if isinstance(offset, (list, tuple)):
+            if not offset or any(not _is_number(o) or not 0.0 <= o < math.inf for o in offset):
+                raise ValueError(f"`offset` per level must hold finite numbers >= 0; got {offset!r}")
+        elif not _is_number(offset) or not 0.0 <= offset <= 1.0:
+            raise ValueError(f"`offset` must be a number in [0, 1] or one number >= 0 per level; got {offset!r}")
         for name, flag in (("clip", clip), ("per_level", per_level)):
             if not isinstance(flag, bool):
                 raise TypeError(f"`{name}` must be a bool; got {type(flag).__name__}")
@@ -181,6 +186,8 @@ class AnchorGenerator(keras.layers.Layer):
             raise ValueError("pass either `anchor_shapes` or `sizes` / `aspect_ratios`, not both")
 
         level_counts = {}
+        if isinstance(offset, (list, tuple)):
+            level_counts["offset"] = len(offset)
         if strides is None:
             self.strides = None
         else:
@@ -221,7 +228,7 @@ class AnchorGenerator(keras.layers.Layer):
             shape_levels = [shared_shapes] * self.num_levels
         self._shapes_per_level = shape_levels
         self._shared_shapes = shared_shapes
-        self.offset = float(offset)
+        self.offset = [float(o) for o in offset] if isinstance(offset, (list, tuple)) else float(offset)
         self.units = units
         self.clip = clip
         self.per_level = per_level
@@ -259,6 +266,7 @@ class AnchorGenerator(keras.layers.Layer):
         scales=None,
         extra_box: bool = True,
         strides=None,
+        units="image",
         **kwargs,
     ):
         """SSD's default boxes (Liu et al., 2016, §2.2 "Choosing scales and aspect ratios").
@@ -281,6 +289,9 @@ class AnchorGenerator(keras.layers.Layer):
             scales: explicit `m + 1` scales overriding the above.
             extra_box: whether to add the `sqrt(s_k s_{k+1})` box.
             strides: None (the paper) or one stride per map in pixels.
+            units: `"image"` (the paper: scales are fractions of the image's width and height) or
+                `"pixels"` (scales are box sizes in pixels, e.g. the paper's fractions times the training size,
+                so that the boxes keep their size in pixels at any input size).
             **kwargs: other `AnchorGenerator` arguments (offset, clip, per_level, name...).
         """
         if not isinstance(aspect_ratios, (list, tuple)) or not aspect_ratios:
@@ -316,7 +327,9 @@ class AnchorGenerator(keras.layers.Layer):
             shapes.append(level)
         if strides is not None and (_is_number(strides) or len(strides) != m):
             raise ValueError(f"`strides` must be None or one stride per feature map ({m}); got {strides!r}")
-        return cls(anchor_shapes=shapes, units="image", strides=strides, **kwargs)
+        if units not in ("image", "pixels"):
+            raise ValueError(f"SSD's `units` must be 'image' or 'pixels'; got {units!r}")
+        return cls(anchor_shapes=shapes, units=units, strides=strides, **kwargs)
 
     @classmethod
     def yolo_v2(cls, anchors=YOLO_V2_VOC_ANCHORS, stride=32, **kwargs):
@@ -396,8 +409,9 @@ class AnchorGenerator(keras.layers.Layer):
             wh = wh * tf.stack([stride_x, stride_y])
         elif self.units == "image":
             wh = wh * tf.stack([img_wf, img_hf])
-        xs = (tf.range(fw, dtype=f32) + self.offset) * stride_x
-        ys = (tf.range(fh, dtype=f32) + self.offset) * stride_y
+        offset = self.offset[level] if isinstance(self.offset, list) else self.offset
+        xs = (tf.range(fw, dtype=f32) + offset) * stride_x
+        ys = (tf.range(fh, dtype=f32) + offset) * stride_y
         cy, cx = tf.meshgrid(ys, xs, indexing="ij")
         centres = tf.stack([cx, cy], axis=-1)[:, :, None, :]  # [H, W, 1, 2]
         half = 0.5 * wh

@@ -11,6 +11,7 @@ _CLASSES = {
     "FasterRCNN": "kerasdet.models.faster_rcnn",
     "MaskRCNN": "kerasdet.models.mask_rcnn",
     "RetinaNet": "kerasdet.models.retinanet",
+    "SSD": "kerasdet.models.ssd",
 }
 
 __all__ = sorted(_CLASSES)

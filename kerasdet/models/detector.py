@@ -199,19 +199,22 @@ def split_inputs(inputs, needs_rois=False, takes_rois=None):
     return images, rois
 
 
-def pad_images(images, divisor, value=(0.0, 0.0, 0.0)):
-    """Pads `[B, H, W, 3]` images at the bottom and right to multiples of `divisor` with the RGB `value`
-    (float32 out). Boxes in the input's pixels stay valid in the padded image."""
+def pad_images(images, divisor, value=(0.0, 0.0, 0.0), min_size=0):
+    """Pads `[B, H, W, 3]` images at the bottom and right to multiples of `divisor` (and to at least `min_size`
+    per side, rounded up to the divisor) with the RGB `value` (float32 out). Boxes in the input's pixels stay
+    valid in the padded image."""
     images = tf.cast(images, tf.float32)
-    if divisor <= 1:
+    divisor = max(int(divisor), 1)
+    least = -(-int(min_size) // divisor) * divisor
+    if divisor <= 1 and least <= 1:
         return images
     hw = tf.shape(images)[1:3]
-    extra = (-hw) % divisor
+    extra = tf.maximum((-hw) % divisor, least - hw)
     value = tf.constant(value, tf.float32)
     padded = tf.pad(images - value, [[0, 0], [0, extra[0]], [0, extra[1]], [0, 0]]) + value
     height, width = images.shape[1], images.shape[2]
-    static = [images.shape[0], None if height is None else -(-height // divisor) * divisor,
-              None if width is None else -(-width // divisor) * divisor, images.shape[3]]
+    static = [images.shape[0], None if height is None else max(-(-height // divisor) * divisor, least),
+              None if width is None else max(-(-width // divisor) * divisor, least), images.shape[3]]
     return tf.ensure_shape(padded, static)
 
 
@@ -360,6 +363,12 @@ class Detector(keras.Model):
         return 1
 
     @property
+    def min_input_size(self) -> int:
+        """Images are padded (as for `size_divisor`) to at least this many pixels per side: families whose
+        network has unpadded layers (SSD300's last extras) need a smallest input."""
+        return 0
+
+    @property
     def input_pad_value(self) -> tuple:
         """The RGB pixel images are padded with: the one the backbone's preprocessing maps to zero."""
         from kerasdet.backbones._common import zero_input_value
@@ -486,7 +495,7 @@ class Detector(keras.Model):
                         image_sizes = tf.tile(tf.shape(images)[None, 1:3], [tf.shape(images)[0], 1])
                     kwargs["image_sizes"] = tf.cast(image_sizes, tf.int32)
                 # the network sees the images padded to its size divisor; boxes stay in the input's pixels
-                images = pad_images(images, self.size_divisor, self.input_pad_value)
+                images = pad_images(images, self.size_divisor, self.input_pad_value, self.min_input_size)
                 rois = None if rois is None else tf.cast(rois, tf.float32)
                 inputs = images if rois is None else {"images": images, "rois": rois}
                 args = (inputs,) + tuple(args[1:]) if args else args

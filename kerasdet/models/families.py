@@ -35,17 +35,42 @@ class TrainingRecipe:
     scale_range: tuple = (0.75, 1.25)
     make_augmenter: Callable | None = None
     needs: tuple = ()
+    augmentation: str = "standard"
 
-    def augmenter(self, image_size, scale_range=None, seed=None, keypoint_flip_map=None):
+    def augmenter(self, image_size, scale_range=None, seed=None, keypoint_flip_map=None, augmentation=None):
         """The training augmenter for images of `image_size` (`keypoint_flip_map`: the dataset's keypoint
-        permutation under a horizontal flip, for data with keypoints)."""
+        permutation under a horizontal flip, for data with keypoints): `make_augmenter` when the recipe has one,
+        else the entry `augmentation` (default: the recipe's) of `AUGMENTATIONS`."""
         scale_range = tuple(scale_range or self.scale_range)
-        if self.make_augmenter is not None:
+        if self.make_augmenter is not None and augmentation is None:
             return self.make_augmenter(image_size, scale_range, seed, keypoint_flip_map)
-        from kerasdet.data import DetectionAugmenter
+        name = augmentation or self.augmentation
+        if name not in AUGMENTATIONS:
+            raise ValueError(f"unknown augmentation {name!r}; choose one of {sorted(AUGMENTATIONS)}")
+        return AUGMENTATIONS[name](image_size, scale_range, seed, keypoint_flip_map)
 
-        return DetectionAugmenter(flip=True, scale_range=scale_range, output_size=image_size, color=True, seed=seed,
-                                  keypoint_flip_map=keypoint_flip_map)
+
+def _standard_augmenter(image_size, scale_range, seed, keypoint_flip_map):
+    from kerasdet.data import DetectionAugmenter
+
+    return DetectionAugmenter(flip=True, scale_range=scale_range, output_size=image_size, color=True, seed=seed,
+                              keypoint_flip_map=keypoint_flip_map)
+
+
+def _flip_resize_augmenter(image_size, scale_range, seed, keypoint_flip_map):
+    from kerasdet.data import DetectionAugmenter
+
+    return DetectionAugmenter(flip=True, scale_range=None, output_size=image_size, color=False, seed=seed,
+                              keypoint_flip_map=keypoint_flip_map)
+
+
+#: the training augmentations `kerasdet train --augment` names: `(image_size, scale_range, seed, keypoint_flip_map)
+#: -> augmenter`. "standard": flip, scale jitter with crop or pad, colour jitter; "flip-resize": flip and resize only
+#: (the baseline of SSD's augmentation ablation).
+AUGMENTATIONS = {
+    "standard": _standard_augmenter,
+    "flip-resize": _flip_resize_augmenter,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +138,15 @@ def _mask_rcnn(method, *args, single_map_pooler=None, **kwargs):
     return build
 
 
+def _ssd(method, *args, **kwargs):
+    def build(num_classes, class_names, keypoints=None):
+        from kerasdet.models.ssd import SSD
+
+        return getattr(SSD, method)(*args, num_classes=num_classes, class_names=class_names, **kwargs)
+
+    return build
+
+
 FAMILIES = {
     "retinanet": Family(
         name="retinanet",
@@ -142,6 +176,17 @@ FAMILIES = {
             "mask-rcnn-resnet50-fpn": _mask_rcnn("paper_config", "resnet50_fpn"),
         },
         recipe=TrainingRecipe(learning_rate=1e-3, warmup_steps=300, needs=("masks",)),
+    ),
+    "ssd": Family(
+        name="ssd",
+        class_path="kerasdet.models.ssd.ssd:SSD",
+        archs={
+            "ssd-compact": _ssd("compact"),
+            "ssd-compact-resnet18": _ssd("compact", backbone="resnet18"),
+            "ssd-compact-resnet18-all-negatives": _ssd("compact", backbone="resnet18", neg_pos_ratio=None),
+            "ssd300-vgg16": _ssd("paper_config", 300),
+            "ssd512-vgg16": _ssd("paper_config", 512),
+        },
     ),
 }
 

@@ -1,0 +1,3 @@
+from kerasdet.models.ssd.ssd import SSD
+
+__all__ = ["SSD"]
