@@ -65,3 +65,33 @@ def std_scale(values: np.ndarray, std: float = BOX_DELTA_STD) -> tuple[float, fl
     values = np.asarray(values, np.float64)
     scale = std / float(values.std())
     return scale, -scale * float(values.mean())
+
+
+def background_offset(logits: np.ndarray, fraction: float = CANDIDATE_FRACTION, threshold: float = 0.05,
+                      background: int = 0) -> float:
+    """The bias `b` that, added to the background column of `logits` [N, K], leaves `fraction` of the object
+    scores of the softmax above `threshold`.
+
+    For single-shot detectors with a low threshold (SSD's 0.01 with 91 logits, where every score of a fresh
+    classifier, about 1 / 91, passes): scaling the logits cannot lower the share below that of s = 0, but a
+    larger background logit lowers every object score, so the share falls as `b` grows; bisection on `b`.
+    """
+    logits = np.asarray(logits, np.float64).reshape(-1, np.shape(logits)[-1])
+    objects = np.ones(logits.shape[-1], bool)
+    objects[background] = False
+    shift = np.zeros(logits.shape[-1])
+    shift[background] = 1.0
+
+    def share(b):
+        return fraction_above(logits + b * shift, objects, threshold)
+
+    low, high = -64.0, 64.0
+    if not share(high) <= fraction <= share(low):
+        raise ValueError(f"no background bias in [-64, 64] leaves {fraction:.2%} of the object scores above {threshold}")
+    for _ in range(60):
+        mid = 0.5 * (low + high)
+        if share(mid) > fraction:
+            low = mid
+        else:
+            high = mid
+    return high

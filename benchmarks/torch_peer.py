@@ -50,7 +50,9 @@ import numpy as np  # noqa: E402
 from benchmarks.calibration import softmax_scale, std_scale  # noqa: E402
 
 SCORE_THRESHOLD_KEY = "box_score_thresh"
-ARCHS = ("faster", "mask", "keypoint")
+#: the single-shot peers of benchmarks/ssd.py: ssd300_vgg16 and ssdlite320_mobilenet_v3_large
+SSD_ARCHS = ("ssd300", "ssdlite320")
+ARCHS = ("faster", "mask", "keypoint") + SSD_ARCHS
 #: standard deviation given to the box classifier's logits before its background bias is set (calibrate_detections)
 LOGIT_STD = 1.0
 
@@ -174,6 +176,47 @@ def calibrate(model, images, score_threshold: float) -> None:
         predictor.bbox_pred.bias.fill_(offset)
 
 
+def _last_convs(head):
+    """The output convolution of each level of a torchvision SSD / SSDLite classification or regression head."""
+    import torch
+
+    return [[m for m in level.modules() if isinstance(m, torch.nn.Conv2d)][-1] for level in head.module_list]
+
+
+def calibrate_ssd(model, images, score_threshold: float) -> None:
+    """benchmarks/ssd.py's calibration of torchvision's SSD / SSDLite, the arithmetic of `calibrate`: backbone
+    batch-norm statistics from `images` (SSDLite's MobileNetV3; VGG16 has none), class logits scaled so that
+    CANDIDATE_FRACTION of the (default box, object class) softmax scores pass `score_threshold`, box offsets of
+    std 0.1. Random class layers give every score about 1 / 91, above SSD's 0.01 (every box a candidate of
+    every class), so the logits are scaled to std LOGIT_STD and the background logit's bias raised
+    (`background_offset`) instead of the classifier being scaled."""
+    import torch
+
+    from benchmarks.calibration import CANDIDATE_FRACTION, background_offset
+
+    model.eval()
+    with torch.no_grad():
+        x = model.transform(images)[0].tensors
+    set_batch_norm_statistics(model.backbone, x)
+    classes = _last_convs(model.head.classification_head)
+    boxes = _last_convs(model.head.regression_head)
+    with torch.no_grad():
+        for conv in classes + boxes:
+            conv.bias.zero_()
+        _, head = _capture(model.head, lambda: model(images))
+        logits = head["cls_logits"].numpy()
+        num_logits = logits.shape[-1]
+        scale = LOGIT_STD / float(logits.std())
+        offset = background_offset(logits * scale, fraction=CANDIDATE_FRACTION, threshold=score_threshold)
+        for conv in classes:  # output channels are (box, logit) pairs, logit 0 the background
+            conv.weight.mul_(scale)
+            conv.bias.view(-1, num_logits)[:, 0] = offset
+        scale, offset = std_scale(head["bbox_regression"].numpy())
+        for conv in boxes:
+            conv.weight.mul_(scale)
+            conv.bias.fill_(offset)
+
+
 def calibrate_detections(model, images, target: float) -> dict:
     """Sets the box classifier so that `images` get `target` detections each (on average over the batch).
 
@@ -255,18 +298,26 @@ class Worker:
         if arch == "keypoint":
             settings["num_keypoints"] = num_keypoints
         builder = {"faster": detection.fasterrcnn_resnet50_fpn, "mask": detection.maskrcnn_resnet50_fpn,
-                   "keypoint": detection.keypointrcnn_resnet50_fpn}[arch]
+                   "keypoint": detection.keypointrcnn_resnet50_fpn, "ssd300": detection.ssd300_vgg16,
+                   "ssdlite320": detection.ssdlite320_mobilenet_v3_large}[arch]
         torch.manual_seed(seed)
-        model = builder(weights=None, weights_backbone=None, num_classes=num_classes, min_size=size, max_size=size,
-                        **settings)
+        if arch in SSD_ARCHS:  # a fixed input size (300 / 320): the transform resizes to it
+            model = builder(weights=None, weights_backbone=None, num_classes=num_classes, **settings)
+        else:
+            model = builder(weights=None, weights_backbone=None, num_classes=num_classes, min_size=size,
+                            max_size=size, **settings)
         arrays = np.load(data)
         # float32 RGB 0..255 [B, H, W, 3] -> torchvision's list of [3, H, W] in 0..1
         images = [torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1) / 255.0, np.float32))
                   for im in arrays["images"]]
-        threshold = float(settings.get(SCORE_THRESHOLD_KEY, 0.05))
-        calibrate(model, images, threshold)
-        calibrated = {} if detections is None else calibrate_detections(model, images, float(detections))
-        if batch_norm == "frozen":
+        threshold = float(settings.get("score_thresh" if arch in SSD_ARCHS else SCORE_THRESHOLD_KEY, 0.05))
+        calibrated = {}
+        if arch in SSD_ARCHS:
+            calibrate_ssd(model, images, threshold)
+        else:
+            calibrate(model, images, threshold)
+            calibrated = {} if detections is None else calibrate_detections(model, images, float(detections))
+        if batch_norm == "frozen" and arch not in SSD_ARCHS:
             freeze_batch_norm(model.backbone.body)
         trainable = [p for p in model.parameters() if p.requires_grad]
         extra = {k: arrays[k] for k in ("masks", "keypoints") if k in arrays.files}
@@ -276,7 +327,8 @@ class Worker:
         return {
             "params": sum(p.numel() for p in model.parameters()),
             "trainable_params": sum(p.numel() for p in trainable),
-            "batch_norm": type(model.backbone.body.bn1).__name__,
+            "batch_norm": (type(model.backbone.body.bn1).__name__ if arch not in SSD_ARCHS else
+                           sorted({type(m).__name__ for m in model.modules() if "Norm" in type(m).__name__})),
             **calibrated,
         }
 
@@ -295,6 +347,14 @@ class Worker:
                 return int(sum(len(o["boxes"]) for o in out))
 
             model.eval()
+            if entry["arch"] in SSD_ARCHS:
+                with torch.inference_mode():
+                    detections, head = _capture(model.head, lambda: model(images))
+                scores = torch.softmax(head["cls_logits"], -1)[..., 1:]
+                info = {"candidates_per_image": float((scores > entry["threshold"]).sum().item()) / batch,
+                        "detections_per_image": float(np.mean([len(d["boxes"]) for d in detections]))}
+                self.cases[case] = call
+                return info
             with torch.inference_mode():
                 (detections, (proposals, _)), (logits, _) = _capture(
                     model.roi_heads.box_predictor, lambda: _capture(model.rpn, lambda: model(images)))

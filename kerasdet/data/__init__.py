@@ -15,6 +15,7 @@ from kerasdet.data.pipeline import (
     to_rgb,
     unletterbox_boxes,
 )
+from kerasdet.data.ssd_augmenter import SSDAugmenter
 from kerasdet.data.voc import VOC_CLASSES, VocDataset, write_voc
 from kerasdet.data.word_tree_sources import WordNet, read_darknet_tree, write_darknet_tree
 from kerasdet.data.yolo_txt import YoloTxtDataset, write_yolo_txt
@@ -23,6 +24,7 @@ __all__ = [
     "CocoDataset",
     "DatasetError",
     "DetectionAugmenter",
+    "SSDAugmenter",
     "VOC_CLASSES",
     "VocDataset",
     "WordNet",

@@ -450,8 +450,9 @@ class DetectionAugmenter:
             seed = self._seed_generator.next()
         return self.augment(image, targets, seed)
 
-    def augment(self, image, targets, seed):
-        """The augmented sample; every draw depends on `seed` (int [2]) alone."""
+    def _start(self, image, targets, seed):
+        """What every `augment` starts from: the seed as an int tensor, the image float32 RGB, the targets checked
+        (keypoints against `keypoint_flip_map`) with float32 boxes and keypoints."""
         seed = tf.convert_to_tensor(seed)
         if seed.dtype not in (tf.int32, tf.int64):
             seed = tf.cast(seed, tf.int64)
@@ -464,10 +465,15 @@ class DetectionAugmenter:
             if k is not None and k != len(self.keypoint_flip_map):
                 raise ValueError(f"keypoint_flip_map has {len(self.keypoint_flip_map)} entries "
                                  f"but targets['keypoints'] has K={k}")
+        targets = dict(targets, boxes=tf.cast(targets["boxes"], tf.float32))
+        if "keypoints" in targets:
+            targets["keypoints"] = tf.cast(targets["keypoints"], tf.float32)
+        return image, targets, seed
+
+    def augment(self, image, targets, seed):
+        """The augmented sample; every draw depends on `seed` (int [2]) alone."""
+        image, targets, seed = self._start(image, targets, seed)
         if self.flip:
-            targets = dict(targets, boxes=tf.cast(targets["boxes"], tf.float32))
-            if "keypoints" in targets:
-                targets["keypoints"] = tf.cast(targets["keypoints"], tf.float32)
             image, targets = tf.cond(_uniform(_sub_seed(seed, 0)) < 0.5,
                                      lambda: _flip_sample(image, targets, self.keypoint_flip_map),
                                      lambda: (image, targets))
@@ -614,7 +620,7 @@ def prepare(dataset, batch_size, image_size, augmenter=None, shuffle_buffer=0, m
     if isinstance(augmenter, DetectionAugmenter) and augmenter.output_size != size:
         config = augmenter.get_config()
         config["output_size"] = size
-        augmenter = DetectionAugmenter.from_config(config)
+        augmenter = type(augmenter).from_config(config)
     seeded = isinstance(augmenter, DetectionAugmenter) and augmenter.seed is not None
     if seeded:
         # one seed per sample from a seeded stream (new draws each epoch, the same in every run), paired with the

@@ -64,12 +64,24 @@ def _flip_resize_augmenter(image_size, scale_range, seed, keypoint_flip_map):
                               keypoint_flip_map=keypoint_flip_map)
 
 
+def _ssd_augmenter(zoom_out=True):
+    def make(image_size, scale_range, seed, keypoint_flip_map):
+        from kerasdet.data import SSDAugmenter
+
+        return SSDAugmenter(output_size=image_size, zoom_out=zoom_out, seed=seed, keypoint_flip_map=keypoint_flip_map)
+
+    return make
+
+
 #: the training augmentations `kerasdet train --augment` names: `(image_size, scale_range, seed, keypoint_flip_map)
 #: -> augmenter`. "standard": flip, scale jitter with crop or pad, colour jitter; "flip-resize": flip and resize only
-#: (the baseline of SSD's augmentation ablation).
+#: (the baseline of SSD's augmentation ablation); "ssd": the SSD paper's (photometric, zoom-out, min-IoU crop, flip,
+#: resize: `SSDAugmenter`); "ssd-no-zoom-out": the same without the zoom-out (the paper's small-object ablation).
 AUGMENTATIONS = {
     "standard": _standard_augmenter,
     "flip-resize": _flip_resize_augmenter,
+    "ssd": _ssd_augmenter(),
+    "ssd-no-zoom-out": _ssd_augmenter(zoom_out=False),
 }
 
 
@@ -187,6 +199,7 @@ FAMILIES = {
             "ssd300-vgg16": _ssd("paper_config", 300),
             "ssd512-vgg16": _ssd("paper_config", 512),
         },
+        recipe=TrainingRecipe(learning_rate=1e-3, warmup_steps=300, augmentation="ssd"),
     ),
 }
 

@@ -201,6 +201,9 @@ def test_harness_per_level_yolo_cells():
         ({"strides": (8, 0)}, "strides"),
         ({"strides": ((8, 8),)}, "strides"),
         ({"offset": 1.5}, "offset"),
+        ({"offset": (0.5, -0.5)}, "offset"),
+        ({"offset": ()}, "offset"),
+        ({"offset": (0.5, 0.5, 0.5), "strides": (8, 16)}, "number of levels"),
         ({"sizes": [[32], [64]], "strides": (8, 16, 32)}, "number of levels"),
         ({"sizes": [[32], [64]], "aspect_ratios": [[1.0], [1.0], [2.0]], "strides": None}, "number of levels"),
         ({"anchor_shapes": [(10, 13)], "sizes": (32,)}, "not both"),
@@ -222,6 +225,8 @@ def test_bad_classmethod_arguments():
         AnchorGenerator.ssd(min_scale=0.5, max_scale=0.2)
     with pytest.raises(ValueError, match="strides"):
         AnchorGenerator.ssd(strides=(8, 16))
+    with pytest.raises(ValueError, match="units"):
+        AnchorGenerator.ssd(units="cells")
     with pytest.raises(TypeError, match="clip"):
         AnchorGenerator(clip="yes")
 
@@ -238,3 +243,29 @@ def test_bad_call_arguments():
         AnchorGenerator()(_images(32, 32))
     with pytest.raises(ValueError, match="feature_shapes"):
         AnchorGenerator().generate((32, 32), [])
+
+
+def test_ssd_pixel_sizes_and_per_level_offsets():
+    """SSD's boxes in pixels (`units="pixels"`: the released SSD300's sizes 30..315) keep their size at any image
+    size, and per-level offsets place each map's cells where its layers see them (SSD300's unpadded conv10_2 and
+    conv11_2: offsets 1.125 and 2.125 cells of 64 px)."""
+    sizes = (30.0, 60.0, 111.0, 162.0, 213.0, 264.0, 315.0)
+    offsets = (0.5, 0.5, 0.25, 0.125, 1.125, 2.125)
+    strides = (8, 16, 32, 64, 64, 64)
+    cells = (38, 19, 10, 5, 3, 1)
+    ratios = [[2], [2, 3], [2, 3], [2, 3], [2], [2]]
+    gen = AnchorGenerator.ssd(scales=sizes, units="pixels", strides=strides, offset=offsets)
+    for image in ((300, 300), (300, 600)):
+        out = gen(_images(*image), [_map(n, n) for n in cells]).numpy()
+        expected = []
+        for k, n in enumerate(cells):
+            s, e = sizes[k], math.sqrt(sizes[k] * sizes[k + 1])
+            shapes = [(s, s), (e, e)] + [wh for a in ratios[k] for wh in ((s * math.sqrt(a), s / math.sqrt(a)),
+                                                                          (s / math.sqrt(a), s * math.sqrt(a)))]
+            expected.append(ref.grid_anchors(image, (n, n), strides[k], offsets[k], shapes))
+        np.testing.assert_allclose(out, np.concatenate(expected), rtol=1e-6, atol=1e-3)
+        assert out.shape == (8732, 4)
+    # the one cell of conv11_2 is centred on pixel (2 + 0.125) * 64 = 136, whatever the image's size
+    np.testing.assert_allclose((out[-1, :2] + out[-1, 2:]) / 2, (136.0, 136.0))
+    assert gen.get_config()["offset"] == list(offsets)
+    assert AnchorGenerator.from_config(gen.get_config()).offset == list(offsets)

@@ -89,3 +89,39 @@ def reduce(per_item, valid, sample_weight, reduction):
         return weighted.sum() / sw.sum()
     count = valid.sum()
     return weighted.sum() / count if count else 0.0
+
+
+def ssd_multibox_loss(anchors, gt_boxes, gt_labels, logits, deltas, neg_pos_ratio=3.0, threshold=0.5):
+    """SSD's loss (Liu et al., 2016, eq. 1-3 and §2.2), one anchor at a time: default boxes matched at IoU >=
+    `threshold` plus each object's best boxes; softmax cross-entropy over background (0) and the classes (label
+    + 1) on the positives and on the `floor(ratio * P)` negatives of highest loss per image (every negative when
+    `neg_pos_ratio` is None); smooth L1 (beta 1) on the positives' offsets with variances 0.1 / 0.2; both terms
+    divided by the number of positives in the batch (at least 1). Returns (class_loss, box_loss)."""
+    from tests.reference.boxes import delta_encode
+    from tests.reference.matching import match
+    from tests.reference.sampling import hard_negatives
+
+    indices, states, _ = match(anchors, gt_boxes, gt_labels, (threshold,), (0, 1), low_quality=True)
+    logits = np.asarray(logits, np.float64)
+    batch, num, _ = logits.shape
+    ce = np.zeros((batch, num))
+    for b in range(batch):
+        for i in range(num):
+            target = gt_labels[b][indices[b, i]] + 1 if states[b, i] == 1 else 0
+            row = logits[b, i]
+            top = row.max()
+            ce[b, i] = top + math.log(sum(math.exp(v - top) for v in row)) - row[target]
+    if neg_pos_ratio is None:
+        negatives = (states == 0).astype(np.float64)
+    else:
+        negatives = hard_negatives(ce, states, neg_pos_ratio, 0)
+    positive = (states == 1).astype(np.float64)
+    n = max(positive.sum(), 1.0)
+    class_loss = float((ce * (positive + negatives)).sum() / n)
+    box_loss = 0.0
+    for b in range(batch):
+        for i in range(num):
+            if states[b, i] == 1:
+                target = delta_encode(anchors[i], gt_boxes[b][indices[b, i]], (10.0, 10.0, 5.0, 5.0))
+                box_loss += float(smooth_l1_per_box([target], [deltas[b, i]], 1.0)[0])
+    return class_loss, box_loss / n
