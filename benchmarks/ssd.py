@@ -13,8 +13,9 @@ sides, random weights, float32, CPU. Two comparisons (`--model ssd300|ssdlite|bo
 - ssd300: ours `SSD.paper_config(300, num_classes=90)` (reduced VGG16, conv4_3 L2 norm, 8732 default boxes)
   vs `ssd300_vgg16(weights=None, weights_backbone=None, num_classes=91)` (the same network; its class count
   includes the background), 300x300 images.
-- ssdlite: ours `SSD.compact(num_classes=90, width=1.0)` (SSDLite-style: MobileNetV2 alpha 1.0 C3-C5 and two
-  extra maps, depthwise-separable predictors, default boxes scaled to 320 px) vs
+- ssdlite: ours `SSD.compact(num_classes=90, width=1.0, size_divisor=32)` (SSDLite-style: MobileNetV2 alpha 1.0
+  C3-C5 and two extra maps, depthwise-separable predictors, default boxes scaled to 320 px; `size_divisor=32` so
+  that 320 px images are not padded to the compact model's 384) vs
   `ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=91)` (MobileNetV3-Large,
   six maps from stride 16): the nearest peer, not the same network; both backbones and parameter counts are
   in the notes. 320x320 images.
@@ -77,9 +78,9 @@ MODELS = {
                    build=lambda: SSD.paper_config(300, num_classes=NUM_CLASSES),
                    ours="`SSD.paper_config(300, num_classes=90)`: reduced VGG16, conv4_3 L2 norm, 8732 default boxes"),
     "ssdlite": dict(size=320, arch="ssdlite320", peer="torchvision ssdlite320_mobilenet_v3_large",
-                    build=lambda: SSD.compact(num_classes=NUM_CLASSES, width=1.0,
+                    build=lambda: SSD.compact(num_classes=NUM_CLASSES, width=1.0, size_divisor=32,
                                               box_sizes=tuple(s * 320 / 256 for s in COMPACT_BOX_SIZES)),
-                    ours="`SSD.compact(num_classes=90, width=1.0)`: SSDLite-style on MobileNetV2 (alpha 1.0) C3-C5 "
+                    ours="`SSD.compact(num_classes=90, width=1.0, size_divisor=32)`: SSDLite-style on MobileNetV2 (alpha 1.0) C3-C5 "
                          "+ 2 extra maps, separable predictors, default boxes 15-240 px"),
 }
 

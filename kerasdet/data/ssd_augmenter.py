@@ -25,13 +25,15 @@ IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
 class SSDAugmenter(DetectionAugmenter):
     """The data augmentation of the SSD paper (Liu et al., 2016, §2.2 "Data augmentation" and §3.6), per sample:
 
-    1. photometric distortion: the colour jitter of `DetectionAugmenter` (brightness, contrast, saturation, hue);
+    1. photometric distortion: the colour jitter of `DetectionAugmenter` (brightness, contrast, saturation, hue,
+       each applied, in this order; the paper's applies each with probability 1/2, in a random order);
     2. zoom-out (`zoom_out_probability`, 0.5): the image placed at a random position on a canvas `r` times its
        size, `r ~ U(1, max_zoom_out)` (4), filled with `fill` (the ImageNet mean): what the paper credits for
        its gain on small objects (§3.6);
     3. the min-IoU random crop: one of seven modes drawn uniformly, the whole image, a patch whose IoU with some
-       object is at least 0.1, 0.3, 0.5, 0.7 or 0.9, or any patch; a patch has sides `U(0.3, 1)` of the image's
-       and an aspect ratio (height / width) in [1/2, 2]; up to `crop_trials` (50) random patches are tried and
+       object (any object of the image, as Caffe's sampler) is at least 0.1, 0.3, 0.5, 0.7 or 0.9, or any patch;
+       a patch has sides `U(0.3, 1)` of the image's (the released models' sampler; the paper's text says
+       [0.1, 1]) and an aspect ratio (height / width) in [1/2, 2]; up to `crop_trials` (50) random patches are tried and
        the first that meets the mode and keeps an object is taken (none: the whole image); an object is kept
        when its box's centre lies in the patch, and its box is clipped to it;
     4. horizontal flip with probability 0.5 (keypoints permuted by `keypoint_flip_map`);
@@ -67,15 +69,20 @@ class SSDAugmenter(DetectionAugmenter):
                          keypoint_flip_map=keypoint_flip_map, min_box_size=min_box_size, seed=seed)
         if not isinstance(max_zoom_out, (int, float)) or isinstance(max_zoom_out, bool) or not 1.0 <= max_zoom_out < 64:
             raise ValueError(f"max_zoom_out must be a number in [1, 64); received {max_zoom_out!r}")
-        if not isinstance(zoom_out_probability, (int, float)) or not 0.0 <= zoom_out_probability <= 1.0:
+        if (isinstance(zoom_out_probability, bool) or not isinstance(zoom_out_probability, (int, float))
+                or not 0.0 <= zoom_out_probability <= 1.0):
             raise ValueError(f"zoom_out_probability must be in [0, 1]; received {zoom_out_probability!r}")
+        if not isinstance(min_ious, (list, tuple)) or not all(isinstance(v, (int, float)) for v in min_ious):
+            raise ValueError(f"min_ious must be a sequence of IoUs in [0, 1]; received {min_ious!r}")
         min_ious = tuple(float(v) for v in min_ious)
         if not all(0.0 <= v <= 1.0 for v in min_ious):
             raise ValueError(f"min_ious must lie in [0, 1]; received {min_ious}")
         if isinstance(crop_trials, bool) or not isinstance(crop_trials, int) or crop_trials < 1:
             raise ValueError(f"crop_trials must be a positive int; received {crop_trials!r}")
+        if not isinstance(fill, (list, tuple)) or len(fill) != 3:
+            raise ValueError(f"fill must be an RGB triple in 0..255; received {fill!r}")
         fill = tuple(float(v) for v in fill)
-        if len(fill) != 3 or not all(0.0 <= v <= 255.0 for v in fill):
+        if not all(0.0 <= v <= 255.0 for v in fill):
             raise ValueError(f"fill must be an RGB triple in 0..255; received {fill}")
         self.photometric = bool(photometric)
         self.zoom_out = bool(zoom_out)

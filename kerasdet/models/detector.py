@@ -915,7 +915,8 @@ class Detector(keras.Model):
         h = w = None
         if input_shape is not None and len(input_shape) == 4:
             h, w = input_shape[1], input_shape[2]
-        self.call(self.example_inputs(h or 256, w or 256), training=False)
+        least = self.min_input_size  # padded as __call__ pads (a smaller example would not fit the network)
+        self.call(self.example_inputs(max(h or 256, least), max(w or 256, least)), training=False)
         self.built = True
 
     def build_for_size(self, image_size):

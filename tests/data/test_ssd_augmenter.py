@@ -35,12 +35,13 @@ def test_crop_takes_a_patch_with_the_objects_whose_centres_lie_in_it():
     boxes = targets["boxes"].numpy()
     aug = SSDAugmenter(photometric=False, zoom_out=False, flip=False)
     whole = 0
+    masks = targets["masks"].numpy()
     for s in range(24):
-        out, got = aug.augment(image, {k: v for k, v in targets.items() if k != "masks"}, tf.constant([s, 7]))
+        out, got = aug.augment(image, {k: v for k, v in targets.items() if k != "keypoints"}, tf.constant([s, 7]))
         out = out.numpy()
         if out.shape == image_np.shape and np.array_equal(out, image_np):
             whole += 1
-            np.testing.assert_allclose(got["boxes"].numpy(), np.clip(boxes, 0, 128))
+            np.testing.assert_array_equal(got["masks"].numpy(), masks)
             continue
         h, w = out.shape[:2]
         assert h >= 0.3 * 128 - 1 and w >= 0.3 * 128 - 1 and 0.5 <= h / w <= 2.0
@@ -49,8 +50,12 @@ def test_crop_takes_a_patch_with_the_objects_whose_centres_lie_in_it():
         inside = ((centres[:, 0] > left) & (centres[:, 0] < left + w) & (centres[:, 1] > top)
                   & (centres[:, 1] < top + h))
         assert inside.any()
-        expected = np.clip(boxes[inside] - [left, top, left, top], 0, [w, h, w, h])
-        np.testing.assert_allclose(got["boxes"].numpy(), expected, atol=1e-4)
+        # masks cut at the patch's place; boxes are the tight boxes of the cut masks
+        cut = masks[inside][:, top:top + h, left:left + w]
+        np.testing.assert_array_equal(got["masks"].numpy(), cut)
+        for box, mask in zip(got["boxes"].numpy(), cut):
+            ys, xs = np.nonzero(mask)
+            np.testing.assert_allclose(box, [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
         np.testing.assert_array_equal(got["labels"].numpy(), targets["labels"].numpy()[inside])
     assert 1 <= whole <= 16
 
@@ -61,13 +66,16 @@ def test_zoom_out_places_the_image_on_a_mean_canvas():
     image, targets = _sample(1)
     aug = SSDAugmenter(photometric=False, crop=False, flip=False, zoom_out_probability=1.0)
     for s in range(3):
-        out, got = aug.augment(image, {k: v for k, v in targets.items() if k != "masks"}, tf.constant([s, 3]))
+        out, got = aug.augment(image, targets, tf.constant([s, 3]))
         out = out.numpy()
         h, w = out.shape[:2]
         assert 128 <= h <= 512 and 128 <= w <= 512 and abs(h - w) <= 1
         top, left = _locate(image.numpy().astype(np.float32), out)
         shift = np.array([left, top, left, top], np.float32)
         np.testing.assert_allclose(got["boxes"].numpy(), targets["boxes"].numpy() + shift, atol=1e-4)
+        placed = np.zeros_like(got["masks"].numpy())
+        placed[:, top:top + 128, left:left + 128] = targets["masks"].numpy()
+        np.testing.assert_array_equal(got["masks"].numpy(), placed)
         corner = out[0, 0] if (top, left) != (0, 0) else out[-1, -1]
         np.testing.assert_allclose(corner, (123.675, 116.28, 103.53), atol=1e-3)
         visible = targets["keypoints"].numpy()[..., 2] > 0
@@ -122,7 +130,8 @@ def test_prepare_gives_reproducible_batches_and_bad_arguments_are_refused():
         np.testing.assert_array_equal(a, b)
     for kwargs, match in (({"max_zoom_out": 0.5}, "max_zoom_out"), ({"zoom_out_probability": 2}, "probability"),
                           ({"min_ious": (1.5,)}, "min_ious"), ({"crop_trials": 0}, "crop_trials"),
-                          ({"fill": (1, 2)}, "fill")):
+                          ({"fill": (1, 2)}, "fill"), ({"fill": 128}, "fill"), ({"min_ious": 0.5}, "min_ious"),
+                          ({"zoom_out_probability": True}, "probability")):
         with pytest.raises(ValueError, match=match):
             SSDAugmenter(**kwargs)
     config = SSDAugmenter(output_size=64, zoom_out=False, seed=1).get_config()

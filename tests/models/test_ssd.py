@@ -106,7 +106,37 @@ def test_hard_negative_mining_keeps_three_negatives_per_positive():
     assert with_hard == pytest.approx((4 * positives - 1) * math.log(3) / positives + 12.0 / positives, rel=1e-3)
 
 
+def test_each_objects_best_box_is_matched_to_that_object():
+    """The paper's bipartite step: object A's best default box is also B's best, with a higher IoU for B; A still
+    gets it (and B the IoU >= 0.5 match of its own), where Detectron2's low-quality rule would leave A without a
+    box. Two equal default boxes around a small object: only one is forced positive."""
+    model = SSD.compact(num_classes=2, width=0.35)
+    anchors = tf.constant([[0.0, 0.0, 10.0, 10.0], [0.0, 5.0, 10.0, 15.0], [50.0, 50.0, 60.0, 60.0]])
+    boxes = tf.constant([[[0.0, 0.0, 10.0, 3.0], [0.0, 4.0, 10.0, 14.0]]])
+    out = model.matcher(anchors, boxes, tf.constant([[0, 1]]))
+    np.testing.assert_array_equal(out["match_states"].numpy(), [[1, 1, 0]])
+    np.testing.assert_array_equal(out["matched_gt_indices"].numpy()[0, :2], [0, 1])
+    twins = tf.constant([[0.0, 0.0, 20.0, 20.0], [0.0, 0.0, 20.0, 20.0]])
+    out = model.matcher(twins, tf.constant([[[8.0, 8.0, 12.0, 12.0]]]), tf.constant([[0]]))
+    np.testing.assert_array_equal(out["match_states"].numpy(), [[1, 0]])
+
+
+def test_paper_model_builds_and_detects_below_its_smallest_input():
+    """SSD300 built for 256 px (the CLI's default size) and run on 200x150 images: padded up to 257 px inside."""
+    model = SSD.paper_config(300, num_classes=2, width=0.125).build_for_size(256)
+    out = model.predict(np.full((2, 150, 200, 3), 90, np.uint8), verbose=0)
+    assert out["boxes"].shape == (2, 200, 4)
+    assert SSD(num_classes=2, backbone=model.backbone).size_divisor == 1  # VGG16: no padding to a stride
+
+
 def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="one sequence of ratios per prediction map"):
+        SSD.compact(num_classes=2, aspect_ratios=(2.0, 3.0))
+    with pytest.raises(ValueError, match="box_sizes"):
+        SSD.compact(num_classes=2, box_sizes=30.0)
+    with pytest.raises(ValueError, match="no cell"):
+        SSD.compact(num_classes=2, extra_layers=((8, 8, 3, 2, 0),) * 12,
+                    aspect_ratios=((2.0,),) * 15, box_sizes=tuple(range(10, 170, 10)))
     with pytest.raises(ValueError, match="feature_levels"):
         SSD.compact(num_classes=2, feature_levels=("C3", "C6"))
     with pytest.raises(ValueError, match="aspect_ratios"):

@@ -93,7 +93,7 @@ def reduce(per_item, valid, sample_weight, reduction):
 
 def ssd_multibox_loss(anchors, gt_boxes, gt_labels, logits, deltas, neg_pos_ratio=3.0, threshold=0.5):
     """SSD's loss (Liu et al., 2016, eq. 1-3 and §2.2), one anchor at a time: default boxes matched at IoU >=
-    `threshold` plus each object's best boxes; softmax cross-entropy over background (0) and the classes (label
+    `threshold` plus each object's best box, matched to that object; softmax cross-entropy over background (0) and the classes (label
     + 1) on the positives and on the `floor(ratio * P)` negatives of highest loss per image (every negative when
     `neg_pos_ratio` is None); smooth L1 (beta 1) on the positives' offsets with variances 0.1 / 0.2; both terms
     divided by the number of positives in the batch (at least 1). Returns (class_loss, box_loss)."""
@@ -101,7 +101,7 @@ def ssd_multibox_loss(anchors, gt_boxes, gt_labels, logits, deltas, neg_pos_rati
     from tests.reference.matching import match
     from tests.reference.sampling import hard_negatives
 
-    indices, states, _ = match(anchors, gt_boxes, gt_labels, (threshold,), (0, 1), low_quality=True)
+    indices, states, _ = match(anchors, gt_boxes, gt_labels, (threshold,), (0, 1), low_quality=False, force_best=True)
     logits = np.asarray(logits, np.float64)
     batch, num, _ = logits.shape
     ce = np.zeros((batch, num))

@@ -62,12 +62,14 @@ class SSD(Detector):
     Default boxes: on map `k`, a box of size `box_sizes[k]`, an extra one of size
     `sqrt(box_sizes[k] * box_sizes[k + 1])`, and for every `a` in `aspect_ratios[k]` the boxes
     `box_sizes[k] * (sqrt(a), 1 / sqrt(a))` and its transpose. Sizes are in **pixels** (the paper's fractions of
-    the 300 or 512 px training size, times that size), and centres follow each map's geometry (cell `x` of a
-    map of stride `s` at `(x + o) * s`, `o` = 0.5 on the backbone's maps, moved by each extra layer's kernel,
-    stride and padding), so that a model keeps finding an object of a given size in pixels at any input size
-    (the paper's fractions would stretch the boxes with the image).
+    the 300 or 512 px training size, times that size), so that a model keeps finding an object of a given size
+    in pixels at any input size (the paper's fractions would stretch the boxes with the image). Cell `x` of a map
+    of stride `s` is centred at `(x + o) * s`: `o` = 0.5 on the backbone's maps (exact for VGG16's same-padded
+    layers; for ResNet and MobileNetV2, whose first cells sit elsewhere, the convention the other families use),
+    moved through each extra layer's kernel, stride and padding.
 
-    Training: default boxes matched at IoU >= `match_threshold` (0.5) plus each object's best default box;
+    Training: default boxes matched at IoU >= `match_threshold` (0.5), plus each object's best default box matched to
+    that object (`BoxMatcher(force_best_match=True)`);
     offsets encoded with variances 0.1 / 0.2 (`DeltaCoder((10, 10, 5, 5))`); the loss is
     `(softmax cross-entropy + alpha * smooth L1) / N`, `N` the matched boxes in the batch, over the positives
     and, with hard negative mining (`neg_pos_ratio`, 3), the negatives of highest confidence loss at
@@ -91,9 +93,9 @@ class SSD(Detector):
         neg_pos_ratio: hard negative mining ratio (3); None keeps every negative with weight 1.
         match_threshold: IoU at or above which a default box is matched.
         box_loss_weight: alpha (1).
-        size_divisor: images are padded to multiples of this; None takes the largest map stride (needed where the
-            backbone's stride-2 layers pad differently for odd sizes, as Keras' MobileNetV2 and ResNet); the paper
-            configs take 1: VGG16's "same" convolutions and ceil-mode pools keep cell `j`'s centre at
+        size_divisor: images are padded to multiples of this; None takes 1 on a VGG16 and the largest map stride
+            otherwise (needed where the backbone's stride-2 layers pad differently for odd sizes, as Keras'
+            MobileNetV2 and ResNet); 1 on VGG16 because VGG16's "same" convolutions and ceil-mode pools keep cell `j`'s centre at
             `(j + 0.5) * stride` from the top-left at any size, and give the paper's 8732 boxes at 300 px.
         class_names, score_threshold, nms_iou_threshold, max_detections: see `Detector` (SSD's 0.01, 0.45, 200).
         **kwargs: `keras.Model` arguments.
@@ -155,6 +157,12 @@ class SSD(Detector):
             raise ValueError(f"`l2_norm_levels` {l2_norm_levels} must be among `feature_levels` {feature_levels}")
         extra_layers = _check_extras(extra_layers)
         num_maps = len(feature_levels) + len(extra_layers)
+        if (not isinstance(aspect_ratios, (list, tuple))
+                or not all(isinstance(level, (list, tuple)) for level in aspect_ratios)):
+            raise ValueError(f"`aspect_ratios` must hold one sequence of ratios per prediction map ({num_maps}), e.g. "
+                             f"((2.0,), (2.0, 3.0), ...); got {aspect_ratios!r}")
+        if not isinstance(box_sizes, (list, tuple)):
+            raise ValueError(f"`box_sizes` must be a sequence of {num_maps + 1} sizes in pixels; got {box_sizes!r}")
         aspect_ratios = tuple(tuple(float(a) for a in level) for level in aspect_ratios)
         if len(aspect_ratios) != num_maps:
             raise ValueError(f"`aspect_ratios` needs one sequence per prediction map ({num_maps}); got {len(aspect_ratios)}")
@@ -181,10 +189,13 @@ class SSD(Detector):
         if size_divisor is not None and (isinstance(size_divisor, bool) or not isinstance(size_divisor, int)
                                          or size_divisor < 1):
             raise ValueError(f"`size_divisor` must be a positive int or None; got {size_divisor!r}")
+        if size_divisor is None and isinstance(backbone, VGG16):
+            size_divisor = 1  # VGG16's "same" layers keep the cells' centres at any size (see `size_divisor`)
         self._size_divisor = size_divisor
 
         strides, offsets = self._map_geometry()
         self.map_strides, self.map_offsets = tuple(strides), tuple(offsets)
+        self._min_input_size = self._smallest_input()  # raises now for extras that leave no cell at any size
         self.l2_norms = [L2Normalization(20.0, name=f"{name}_l2_norm") for name in l2_norm_levels]
         self.extras = [self._extra_block(i, *spec) for i, spec in enumerate(extra_layers)]
         self.anchor_generator = AnchorGenerator.ssd(aspect_ratios=aspect_ratios, scales=box_sizes, units="pixels",
@@ -192,8 +203,10 @@ class SSD(Detector):
         per_cell = self.anchor_generator.num_anchors_per_location(num_maps)
         self.class_heads = [self._predictor(n * (num_classes + 1), f"class_head{k}") for k, n in enumerate(per_cell)]
         self.box_heads = [self._predictor(n * 4, f"box_head{k}") for k, n in enumerate(per_cell)]
+        # the paper's rule: each object's single best default box is matched to that object (MultiBox's bipartite
+        # step), whatever its IoU with other objects
         self.matcher = BoxMatcher(thresholds=(self.match_threshold,), match_values=(0, 1),
-                                  allow_low_quality_matches=True, name="matcher")
+                                  allow_low_quality_matches=False, force_best_match=True, name="matcher")
         self.coder = DeltaCoder((10.0, 10.0, 5.0, 5.0))
         self.miner = None if self.neg_pos_ratio is None else HardNegativeMiner(self.neg_pos_ratio, name="miner")
         self.smooth_l1 = SmoothL1Loss(beta=1.0, reduction="sum")
@@ -289,6 +302,9 @@ class SSD(Detector):
     @property
     def min_input_size(self) -> int:
         """The smallest padded side for which every map has a cell (SSD300's unpadded extras need 257 px)."""
+        return self._min_input_size
+
+    def _smallest_input(self) -> int:
         divisor = self.size_divisor
         level_strides = getattr(self.backbone, "level_strides", LEVEL_STRIDES)
         last = level_strides[self.feature_levels[-1]]
@@ -300,7 +316,7 @@ class SSD(Detector):
                     break
             else:
                 return side
-        raise ValueError(f"the extra layers {self.extra_layers} leave no cell at any input size")
+        raise ValueError(f"`extra_layers` {self.extra_layers} leave no cell at any input size up to 8192 px")
 
     def call(self, inputs, training=False, targets=None):
         images, _ = self.split_inputs(inputs)
