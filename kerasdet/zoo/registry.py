@@ -21,6 +21,7 @@ RELEASED = {
     "faster_rcnn_resnet18_shapes": "faster_rcnn_resnet18_shapes",
     "mask_rcnn_resnet18_shapes": "mask_rcnn_resnet18_shapes",
     "retinanet_resnet18_shapes": "retinanet_resnet18_shapes",
+    "ssd_resnet18_shapes": "ssd_resnet18_shapes",
 }
 
 

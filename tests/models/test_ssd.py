@@ -14,7 +14,7 @@ from tests.models import harness
 from tests.reference.detection_losses import ssd_multibox_loss
 
 SPEC = harness.FamilySpec(name="ssd", build=lambda: SSD.compact(num_classes=3, width=0.35),
-                          slow_checks=("test_mixed_float16_training_step_is_finite",))
+                          zoo_name="ssd_resnet18_shapes", slow_checks=("test_mixed_float16_training_step_is_finite",))
 globals().update(harness.family_tests(SPEC))
 
 
