@@ -53,7 +53,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks.two_stage import (  # noqa: E402  (sets the TensorFlow thread counts on import)
-    DEFAULT_TORCH_VENV, INTER_OP_THREADS, INTRA_OP_THREADS, TorchPeer, _trainable, annotate_rows,
+    DEFAULT_TORCH_VENV, INTER_OP_THREADS, INTRA_OP_THREADS, TorchPeer, _rescale, _trainable, annotate_rows,
     set_batch_norm_statistics, warn_if_busy,
 )
 
@@ -83,12 +83,6 @@ MODELS = {
                     ours="`SSD.compact(num_classes=90, width=1.0, size_divisor=32)`: SSDLite-style on MobileNetV2 (alpha 1.0) C3-C5 "
                          "+ 2 extra maps, separable predictors, default boxes 15-240 px"),
 }
-
-
-def _rescale(layer, scale: float, offset: float = 0.0) -> None:
-    """Output kernel (a Conv2D's kernel, a SeparableConv2D's pointwise kernel) times `scale`, bias `offset`."""
-    weights = layer.get_weights()
-    layer.set_weights(weights[:-2] + [weights[-2] * scale, np.full_like(weights[-1], offset)])
 
 
 def calibrate_ours(model: SSD, images) -> None:

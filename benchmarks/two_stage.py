@@ -163,8 +163,10 @@ def _zero_bias(layer) -> None:
 
 
 def _rescale(layer, scale: float, offset: float = 0.0) -> None:
-    kernel, bias = layer.get_weights()
-    layer.set_weights([kernel * scale, np.full_like(bias, offset)])
+    """Output kernel (a Dense's or Conv2D's kernel, a SeparableConv2D's pointwise kernel) times `scale`, bias
+    `offset`."""
+    weights = layer.get_weights()
+    layer.set_weights(weights[:-2] + [weights[-2] * scale, np.full_like(weights[-1], offset)])
 
 
 def calibrate_ours(model: FasterRCNN, images) -> None:

@@ -116,13 +116,23 @@ def _retinanet(method, *args, **kwargs):
     return build
 
 
-def _faster_rcnn(method, *args, **kwargs):
-    def build(num_classes, class_names, keypoints=None):
-        from kerasdet.models.faster_rcnn import FasterRCNN
+def _classmethod_builder(class_path):
+    """Builders `(method, *args, **kwargs) -> build` calling `Class.method(*args, num_classes=..., class_names=...,
+    **kwargs)` for the class at `class_path` ("module:Class", imported on use)."""
 
-        return getattr(FasterRCNN, method)(*args, num_classes=num_classes, class_names=class_names, **kwargs)
+    def builder(method, *args, **kwargs):
+        def build(num_classes, class_names, keypoints=None):
+            module, name = class_path.split(":")
+            cls = getattr(importlib.import_module(module), name)
+            return getattr(cls, method)(*args, num_classes=num_classes, class_names=class_names, **kwargs)
 
-    return build
+        return build
+
+    return builder
+
+
+_faster_rcnn = _classmethod_builder("kerasdet.models.faster_rcnn:FasterRCNN")
+_ssd = _classmethod_builder("kerasdet.models.ssd:SSD")
 
 
 def _mask_rcnn(method, *args, single_map_pooler=None, **kwargs):
@@ -146,15 +156,6 @@ def _mask_rcnn(method, *args, single_map_pooler=None, **kwargs):
             extra.update(roi_pooler=make(7, spatial_scale=1 / 16, name="roi_pooler", **options), roi_features="P4",
                          mask_pooler=make(14, spatial_scale=1 / 16, name="mask_pooler", **options))
         return getattr(MaskRCNN, method)(*args, num_classes=num_classes, class_names=class_names, **extra)
-
-    return build
-
-
-def _ssd(method, *args, **kwargs):
-    def build(num_classes, class_names, keypoints=None):
-        from kerasdet.models.ssd import SSD
-
-        return getattr(SSD, method)(*args, num_classes=num_classes, class_names=class_names, **kwargs)
 
     return build
 
