@@ -523,9 +523,12 @@ def _training_stream(ds, count, args, recipe, scale_range, keypoint_flip_map, fi
     def epoch(e, skip_batches=0):
         augmenter = recipe.augmenter(args.image_size, scale_range, seed=_epoch_seed(args.seed, e),
                                      keypoint_flip_map=keypoint_flip_map, augmentation=getattr(args, "augment", None))
-        return prepare(ds, args.batch_size, args.image_size, augmenter=augmenter, shuffle_buffer=min(count, 2048),
-                       drop_remainder=True, seed=_epoch_seed(args.seed, e), max_boxes=args.max_boxes,
-                       skip=skip_batches * args.batch_size).take(steps_per_epoch - skip_batches)
+        batches = prepare(ds, args.batch_size, args.image_size, augmenter=augmenter, shuffle_buffer=min(count, 2048),
+                          drop_remainder=True, seed=_epoch_seed(args.seed, e), max_boxes=args.max_boxes,
+                          skip=skip_batches * args.batch_size).take(steps_per_epoch - skip_batches)
+        if recipe.make_batch_transform is not None:  # e.g. YOLOv2's multi-scale sizes, drawn per batch index
+            batches = recipe.make_batch_transform(args.image_size, _epoch_seed(args.seed, e))(batches, skip_batches)
+        return batches
 
     first = epoch(first_epoch, first_batch)
     rest = None

@@ -12,6 +12,7 @@ _CLASSES = {
     "MaskRCNN": "kerasdet.models.mask_rcnn",
     "RetinaNet": "kerasdet.models.retinanet",
     "SSD": "kerasdet.models.ssd",
+    "YOLOv2": "kerasdet.models.yolo",
 }
 
 __all__ = sorted(_CLASSES)

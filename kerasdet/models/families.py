@@ -26,6 +26,9 @@ class TrainingRecipe:
             (image, targets)`, or None for the default `DetectionAugmenter` (flip, scale jitter, colour).
         needs: target keys beyond boxes and labels that the family trains on (e.g. "masks"): the CLI loads
             them and refuses a dataset without them.
+        augmentation: the entry of `AUGMENTATIONS` used unless `kerasdet train --augment` names another.
+        make_batch_transform: None, or `(image_size, seed) -> transform` with `transform(batches, first_batch)`
+            applied to each epoch's batched dataset (YOLOv2's multi-scale training: `MultiScaleBatches`).
     """
 
     learning_rate: float = 1e-3
@@ -36,6 +39,7 @@ class TrainingRecipe:
     make_augmenter: Callable | None = None
     needs: tuple = ()
     augmentation: str = "standard"
+    make_batch_transform: Callable | None = None
 
     def augmenter(self, image_size, scale_range=None, seed=None, keypoint_flip_map=None, augmentation=None):
         """The training augmenter for images of `image_size` (`keypoint_flip_map`: the dataset's keypoint
@@ -133,6 +137,15 @@ def _classmethod_builder(class_path):
 
 _faster_rcnn = _classmethod_builder("kerasdet.models.faster_rcnn:FasterRCNN")
 _ssd = _classmethod_builder("kerasdet.models.ssd:SSD")
+_yolo_v2 = _classmethod_builder("kerasdet.models.yolo:YOLOv2")
+
+
+def _yolo_v2_multi_scale(image_size, seed):
+    """YOLOv2's multi-scale training scaled to `image_size`: a new size every 10 batches among the multiples of 32
+    from `image_size * 320 / 416` to `image_size * 608 / 416`."""
+    from kerasdet.data.multi_scale import MultiScaleBatches, yolo_v2_sizes
+
+    return MultiScaleBatches(yolo_v2_sizes(image_size), every=10, seed=seed)
 
 
 def _mask_rcnn(method, *args, single_map_pooler=None, **kwargs):
@@ -201,6 +214,15 @@ FAMILIES = {
             "ssd512-vgg16": _ssd("paper_config", 512),
         },
         recipe=TrainingRecipe(learning_rate=1e-3, warmup_steps=300, augmentation="ssd"),
+    ),
+    "yolo_v2": Family(
+        name="yolo_v2",
+        class_path="kerasdet.models.yolo.yolo_v2:YOLOv2",
+        archs={
+            "yolo-v2-compact": _yolo_v2("compact"),
+            "yolo-v2-darknet19": _yolo_v2("paper_config"),
+        },
+        recipe=TrainingRecipe(learning_rate=1e-3, warmup_steps=300, make_batch_transform=_yolo_v2_multi_scale),
     ),
 }
 
