@@ -12,6 +12,8 @@ _CLASSES = {
     "MaskRCNN": "kerasdet.models.mask_rcnn",
     "RetinaNet": "kerasdet.models.retinanet",
     "SSD": "kerasdet.models.ssd",
+    "FastYOLO": "kerasdet.models.yolo",
+    "YOLOv1": "kerasdet.models.yolo",
     "YOLOv2": "kerasdet.models.yolo",
 }
 

@@ -125,3 +125,121 @@ def ssd_multibox_loss(anchors, gt_boxes, gt_labels, logits, deltas, neg_pos_rati
                 target = delta_encode(anchors[i], gt_boxes[b][indices[b, i]], (10.0, 10.0, 5.0, 5.0))
                 box_loss += float(smooth_l1_per_box([target], [deltas[b, i]], 1.0)[0])
     return class_loss, box_loss / n
+
+
+def _iou_xyxy(a, b):
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def yolo_v2_region_loss(predictions, gt_boxes, gt_labels, anchors, stride, image_hw, ignore_threshold=0.6,
+                        object_scale=5.0, noobject_scale=1.0, class_scale=1.0, coord_scale=1.0, prior_scale=0.0):
+    """YOLOv2's loss as darknet's region layer computes it, one prediction at a time (float64).
+
+    `predictions` [B, H, W, A, 5 + C] raw outputs (t_x, t_y, t_w, t_h, t_o, class logits); `anchors` [A, 2] in grid
+    units of `stride`; `gt_boxes` [B, M, 4] xyxy pixels, `gt_labels` [B, M] (-1 padding); `image_hw` the padded
+    image size. An object belongs to the anchor of best shape IoU in the cell of its centre (a later object
+    replaces an earlier one there). Returns the five terms (coord, object, noobject, class, prior) summed over
+    predictions and divided by B; `prior_scale` 0 leaves out the prior pull (after 12,800 images)."""
+    b_count, height, width, num_anchors, _ = predictions.shape
+    height_px, width_px = image_hw
+    coord = obj = noobj = cls = prior = 0.0
+    for b in range(b_count):
+        truths = [(m, gt_boxes[b, m]) for m in range(gt_boxes.shape[1]) if gt_labels[b, m] >= 0]
+        owner = {}
+        for m, box in truths:
+            cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+            col = min(max(int(math.floor(cx / stride)), 0), width - 1)
+            row = min(max(int(math.floor(cy / stride)), 0), height - 1)
+            w, h = box[2] - box[0], box[3] - box[1]
+            best, best_a = -1.0, 0
+            for a in range(num_anchors):
+                pw, ph = anchors[a][0] * stride, anchors[a][1] * stride
+                inter = min(w, pw) * min(h, ph)
+                shape_iou = inter / (w * h + pw * ph - inter)
+                if shape_iou > best:
+                    best, best_a = shape_iou, a
+            owner[(row, col, best_a)] = m
+        for row in range(height):
+            for col in range(width):
+                for a in range(num_anchors):
+                    t = [float(v) for v in predictions[b, row, col, a]]
+                    sx, sy, so = _sigmoid(t[0]), _sigmoid(t[1]), _sigmoid(t[4])
+                    pw, ph = anchors[a][0] * stride, anchors[a][1] * stride
+                    bx, by = (col + sx) * stride, (row + sy) * stride
+                    bw, bh = pw * math.exp(t[2]), ph * math.exp(t[3])
+                    pred = (bx - bw / 2, by - bh / 2, bx + bw / 2, by + bh / 2)
+                    if (row, col, a) in owner:
+                        m = owner[(row, col, a)]
+                        box = gt_boxes[b, m]
+                        w, h = box[2] - box[0], box[3] - box[1]
+                        tx = (box[0] + box[2]) / 2 / stride - col
+                        ty = (box[1] + box[3]) / 2 / stride - row
+                        scale = coord_scale * (2.0 - w * h / (height_px * width_px))
+                        coord += scale * ((sx - tx) ** 2 + (sy - ty) ** 2 + (t[2] - math.log(w / pw)) ** 2
+                                          + (t[3] - math.log(h / ph)) ** 2)
+                        obj += object_scale * (so - _iou_xyxy(pred, box)) ** 2
+                        logits = np.array(t[5:], np.float64)
+                        log_z = logits.max() + math.log(np.exp(logits - logits.max()).sum())
+                        cls += class_scale * (log_z - logits[int(gt_labels[b, m])])
+                    else:
+                        best_iou = max([_iou_xyxy(pred, box) for _, box in truths], default=0.0)
+                        if best_iou <= ignore_threshold:
+                            noobj += noobject_scale * so ** 2
+                        prior += prior_scale * ((sx - 0.5) ** 2 + (sy - 0.5) ** 2 + t[2] ** 2 + t[3] ** 2)
+    return tuple(v / b_count for v in (coord, obj, noobj, cls, prior))
+
+
+def yolo_v1_loss(predictions, gt_boxes, gt_labels, grid, boxes_per_cell, image_hw, lambda_coord=5.0,
+                 lambda_noobj=0.5):
+    """YOLO's eq. 3 one cell and one predictor at a time (float64). `predictions` [B, S*S, 5 nb + C] raw outputs
+    (per predictor x, y, sqrt w, sqrt h, confidence; then class logits, softmaxed); an object belongs to the cell
+    of its centre (a later object replaces an earlier one there) and to the predictor of highest IoU with it.
+    Returns (coord, object, noobject, class) divided by B."""
+    b_count = predictions.shape[0]
+    height, width = image_hw
+    s, nb = grid, boxes_per_cell
+    coord = obj = noobj = cls = 0.0
+    for b in range(b_count):
+        owner = {}
+        for m in range(gt_boxes.shape[1]):
+            if gt_labels[b, m] < 0:
+                continue
+            box = gt_boxes[b, m]
+            col = min(max(int(math.floor((box[0] + box[2]) / 2 / width * s)), 0), s - 1)
+            row = min(max(int(math.floor((box[1] + box[3]) / 2 / height * s)), 0), s - 1)
+            owner[row * s + col] = m
+        for c in range(s * s):
+            row, col = divmod(c, s)
+            p = [float(v) for v in predictions[b, c]]
+            preds = []
+            for j in range(nb):
+                x, y, sw, sh, conf = p[5 * j:5 * j + 5]
+                cx, cy = (col + x) / s * width, (row + y) / s * height
+                w, h = max(sw, 0.0) ** 2 * width, max(sh, 0.0) ** 2 * height
+                preds.append(((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), conf, (x, y, sw, sh)))
+            if c not in owner:
+                noobj += lambda_noobj * sum(conf ** 2 for _, conf, _ in preds)
+                continue
+            box = gt_boxes[b, owner[c]]
+            ious = [_iou_xyxy(pbox, box) for pbox, _, _ in preds]
+            best = int(np.argmax(ious))
+            tx = (box[0] + box[2]) / 2 / width * s - col
+            ty = (box[1] + box[3]) / 2 / height * s - row
+            tw, th = math.sqrt((box[2] - box[0]) / width), math.sqrt((box[3] - box[1]) / height)
+            for j, (_, conf, (x, y, sw, sh)) in enumerate(preds):
+                if j == best:
+                    coord += lambda_coord * ((x - tx) ** 2 + (y - ty) ** 2 + (sw - tw) ** 2 + (sh - th) ** 2)
+                    obj += (conf - ious[j]) ** 2
+                else:
+                    noobj += lambda_noobj * conf ** 2
+            logits = np.array(p[5 * nb:], np.float64)
+            probs = np.exp(logits - logits.max())
+            probs /= probs.sum()
+            target = np.zeros_like(probs)
+            target[int(gt_labels[b, owner[c]])] = 1.0
+            cls += float(((probs - target) ** 2).sum())
+    return tuple(v / b_count for v in (coord, obj, noobj, cls))

@@ -191,10 +191,11 @@ class YOLOv2(Detector):
         """The paper's YOLOv2 on Darknet-19 (416 px: a 13x13 grid, passthrough from the 26x26 map), with the
         released VOC anchors (`COCO_ANCHORS` for COCO: pass `anchors=`)."""
         trunk = Darknet19(levels=("C4", "C5"), width=width)
-        defaults = dict(anchors=anchors or VOC_ANCHORS, head_channels=max(8, int(round(1024 * width))),
+        defaults = dict(feature_level="C5", passthrough_level="C4", anchors=anchors or VOC_ANCHORS,
+                        head_channels=max(8, int(round(1024 * width))),
                         passthrough_channels=max(4, 4 * int(round(16 * width))))
         defaults.update(kwargs)
-        return cls(num_classes=num_classes, backbone=trunk, feature_level="C5", passthrough_level="C4", **defaults)
+        return cls(num_classes=num_classes, backbone=trunk, **defaults)
 
     @classmethod
     def compact(cls, num_classes, width=0.5, **kwargs):
@@ -203,10 +204,11 @@ class YOLOv2(Detector):
         stride-8 map, with half the paper's head width relative to the trunk (256 channels at width 0.5: the head
         costs more than the trunk at this grid); anchors from k-means (k = 5) on the embedded training boxes."""
         trunk = Darknet19(levels=("C3", "C4"), width=width)
-        defaults = dict(anchors=SHAPES_ANCHORS_STRIDE16, head_channels=max(8, int(round(512 * width))),
+        defaults = dict(feature_level="C4", passthrough_level="C3", anchors=SHAPES_ANCHORS_STRIDE16,
+                        head_channels=max(8, int(round(512 * width))),
                         passthrough_channels=max(4, 4 * int(round(16 * width))))
         defaults.update(kwargs)
-        return cls(num_classes=num_classes, backbone=trunk, feature_level="C4", passthrough_level="C3", **defaults)
+        return cls(num_classes=num_classes, backbone=trunk, **defaults)
 
     # -- forward --------------------------------------------------------------------------------------
 
