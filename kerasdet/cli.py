@@ -258,6 +258,39 @@ def cmd_list(args):
     return 0
 
 
+def cmd_anchors(args):
+    """k-means anchors (`kerasdet.data.kmeans_anchors`) for each `--k`, with the mean IoU of the boxes with their
+    best anchor, beside Faster R-CNN's 9 hand-picked anchors scaled to `--image-size` (the YOLO9000 paper's Table 1)."""
+    _quiet_tensorflow()
+    import numpy as np
+
+    from kerasdet.data.kmeans_anchors import box_sizes, faster_rcnn_anchors, kmeans_anchors, mean_best_iou
+    from kerasdet.zoo.weights import write_text_atomically
+
+    if args.images < 1 or args.image_size < 1 or not args.stride > 0 or min(args.k) < 1:
+        raise SystemExit("kerasdet anchors: --images, --image-size, --stride and every --k must be positive")
+    ds, _, _, _ = open_dataset(args.dataset, "train", args.images, args.image_size,
+                               class_names=parse_class_names(args.class_names))
+    sizes = box_sizes(ds.take(args.images).as_numpy_iterator(), args.image_size)
+    print(f"[anchors] {len(sizes)} boxes from {args.dataset} at {args.image_size}px", flush=True)
+    rows = [{"anchors": "Faster R-CNN hand-picked", "k": 9,
+             "mean_iou": mean_best_iou(sizes, faster_rcnn_anchors(args.image_size))}]
+    for k in args.k:
+        anchors = kmeans_anchors(sizes, k, stride=args.stride, seed=args.seed)
+        rows.append({"anchors": "k-means (1 - IoU)", "k": k, "mean_iou": mean_best_iou(sizes, anchors * args.stride),
+                     "grid_units": np.round(anchors, 4).tolist()})
+    print(f"{'anchors':28s} {'k':>3s} {'mean IoU':>9s}")
+    for row in rows:
+        print(f"{row['anchors']:28s} {row['k']:3d} {row['mean_iou']:9.4f}")
+    for row in rows[1:]:
+        shapes = ", ".join(f"({w:.3f}, {h:.3f})" for w, h in row["grid_units"])
+        print(f"k={row['k']} in units of {args.stride:g} px: {shapes}")
+    if args.out:
+        write_text_atomically(pathlib.Path(args.out), json.dumps({"dataset": args.dataset, "image_size": args.image_size,
+                                                                   "stride": args.stride, "rows": rows}, indent=1))
+    return 0
+
+
 def _training_record(source):
     """The training record (train_command, train_seconds) of a zoo model's card or a run folder's model.json,
     or None (e.g. a run folder from before records were kept)."""
@@ -1159,6 +1192,8 @@ EXAMPLES = {
     "export": "kerasdet export --model retinanet_resnet18_shapes --out serving/1\n"
               "kerasdet export --model mask_rcnn_resnet18_shapes --out serving/1 --mask-threshold 0.5 --overwrite",
     "demo": "kerasdet demo --out out/demo",
+    "anchors": "kerasdet anchors --dataset synthetic --images 2000 --k 5 9 --stride 16\n"
+               "kerasdet anchors --dataset voc:data/VOC --image-size 416 --k 5 --stride 32 --out anchors.json",
     "release": "kerasdet release --run runs/r18 --name retinanet_resnet18_shapes && "
                "kerasdet evaluate --model retinanet_resnet18_shapes --write-card zoo/retinanet_resnet18_shapes/card.json",
 }
@@ -1288,6 +1323,19 @@ def build_parser():
     d.add_argument("--batch-size", type=int, default=8)
     d.add_argument("--out", default="out/demo")
     d.set_defaults(fn=cmd_demo)
+
+    a = sub.add_parser("anchors", help="YOLOv2's dimension clusters: k-means anchors of a dataset's boxes (1 - IoU "
+                                       "distance), their mean IoU beside Faster R-CNN's 9 hand-picked anchors")
+    a.add_argument("--dataset", default="synthetic", help="as train's --dataset")
+    a.add_argument("--class-names", help="voc:/yolo: datasets: as train's --class-names")
+    a.add_argument("--images", type=int, default=2000, help="training images to read (synthetic: how many to generate)")
+    a.add_argument("--image-size", type=int, default=256, help="boxes are scaled as training letterboxes to this size")
+    a.add_argument("--k", type=int, nargs="+", default=[5], help="anchor counts, e.g. 5 9")
+    a.add_argument("--stride", type=float, default=32.0,
+                   help="print anchors in grid units of this many pixels (YOLOv2: 32; the compact model: 16)")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--out", help="also write the anchors and mean IoUs to this JSON file")
+    a.set_defaults(fn=cmd_anchors)
 
     rel = sub.add_parser("release", help="copy a training run into the zoo folder with a card (maintainers)")
     rel.add_argument("--run", required=True, help="training run folder (model.json, weights)")

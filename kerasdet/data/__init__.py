@@ -15,6 +15,8 @@ from kerasdet.data.pipeline import (
     to_rgb,
     unletterbox_boxes,
 )
+from kerasdet.data.kmeans_anchors import kmeans_anchors, mean_best_iou
+from kerasdet.data.multi_scale import MultiScaleBatches
 from kerasdet.data.ssd_augmenter import SSDAugmenter
 from kerasdet.data.voc import VOC_CLASSES, VocDataset, write_voc
 from kerasdet.data.word_tree_sources import WordNet, read_darknet_tree, write_darknet_tree
@@ -24,14 +26,17 @@ __all__ = [
     "CocoDataset",
     "DatasetError",
     "DetectionAugmenter",
+    "MultiScaleBatches",
     "SSDAugmenter",
     "VOC_CLASSES",
     "VocDataset",
     "WordNet",
     "YoloTxtDataset",
+    "kmeans_anchors",
     "letterbox",
     "letterbox_params",
     "masks_to_boxes",
+    "mean_best_iou",
     "padded_batch",
     "prepare",
     "read_darknet_tree",

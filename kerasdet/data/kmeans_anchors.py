@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 
-def _box_sizes(dataset, image_size):
+def box_sizes(dataset, image_size):
     """`[N, 2]` float64 (width, height) in pixels of the non-padding boxes of `dataset`: an array of xyxy boxes
     `[N, 4]` or sizes `[N, 2]`, or a tf.data / iterable of `(image, targets)`; with `image_size`, each image's
     boxes are scaled as `prepare` letterboxes it (longest side to `image_size`)."""
@@ -85,7 +85,7 @@ def kmeans_anchors(dataset, k, image_size=None, stride=1, seed=0, restarts=5, ma
         raise ValueError(f"`stride` must be a positive number; got {stride!r}")
     if isinstance(dataset, tf.data.Dataset):
         dataset = dataset.as_numpy_iterator()
-    sizes = _box_sizes(dataset, image_size)
+    sizes = box_sizes(dataset, image_size)
     if not np.all(np.isfinite(sizes)):
         raise ValueError("the boxes hold NaN or infinite coordinates")
     sizes = sizes[(sizes[:, 0] > 0) & (sizes[:, 1] > 0)]

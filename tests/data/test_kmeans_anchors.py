@@ -56,3 +56,18 @@ def test_faster_rcnn_anchors_scaled():
 def test_bad_input(data, k, message):
     with pytest.raises(ValueError, match=message):
         kmeans_anchors(data, k)
+
+
+def test_cli_prints_the_table_and_writes_json(tmp_path, capsys):
+    """`kerasdet anchors`: k-means rows beside Faster R-CNN's hand-picked anchors, JSON with the anchors in grid units."""
+    import json
+
+    from kerasdet.cli import main
+
+    out = tmp_path / "anchors.json"
+    assert main(["anchors", "--images", "40", "--k", "3", "5", "--stride", "16", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Faster R-CNN hand-picked" in printed and "k=5 in units of 16 px" in printed
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["k"] for r in rows] == [9, 3, 5] and len(rows[2]["grid_units"]) == 5
+    assert rows[2]["mean_iou"] > rows[1]["mean_iou"] > 0

@@ -20,13 +20,17 @@ def test_paper_network_at_416():
     the passthrough reading the 26x26 map, 50.68 M parameters as darknet's yolo-voc model."""
     model = YOLOv2.paper_config(num_classes=20)
     raw = model(tf.zeros([1, 416, 416, 3]))
-    assert raw["predictions"].shape == (1, 13 * 13 * 5, 25)
+    assert raw["predictions"].shape == (1, 13, 13, 5, 25)
     assert model.stride == 32 and model.size_divisor == 32
     assert model.count_params() == 50_676_062
-    priors = raw["priors"].numpy()
-    # (row, column, anchor) order: the 6th prior is cell (0, 1)'s first anchor; anchors in pixels
-    np.testing.assert_allclose(priors[5], [32.0, 0.0, 1.3221 * 32, 1.73145 * 32], rtol=1e-6)
-    np.testing.assert_allclose(priors[13 * 5], [0.0, 32.0, 1.3221 * 32, 1.73145 * 32], rtol=1e-6)
+    # zero outputs decode to each anchor centred in its cell, in (row, column, anchor) order
+    boxes, scores = model.decode_candidates({"predictions": tf.zeros([1, 13, 13, 5, 25])}, tf.zeros([1, 416, 416, 3]))
+    w, h = 1.3221 * 32, 1.73145 * 32
+    np.testing.assert_allclose(boxes[0, 5], [48 - w / 2, 0, 48 + w / 2, 16 + h / 2], rtol=1e-5)  # clipped at the top
+    w, h = 3.19275 * 32, 4.00944 * 32  # cell (row 6, column 5), second anchor
+    np.testing.assert_allclose(boxes[0, (6 * 13 + 5) * 5 + 1], [176 - w / 2, 208 - h / 2, 176 + w / 2, 208 + h / 2],
+                               rtol=1e-5)
+    np.testing.assert_allclose(scores[0, 0], [0.5 / 20] * 20, rtol=1e-6)
 
 
 @pytest.mark.parametrize("prior_scale", [0.01, 0.0])
@@ -44,14 +48,12 @@ def test_region_loss_matches_reference(prior_scale):
     labels = np.array([[0, 2, 1, -1], [1, 0, -1, -1]], np.int32)
     targets = model.standardize_targets({"boxes": boxes, "labels": labels}, tf.constant(images))
     model._training_loss = True  # as in a training step
-    got = model.detection_losses(tf.constant(images), targets, {"predictions": tf.constant(predictions),
-                                                                "priors": raw["priors"]})
-    grid = predictions.reshape(2, 4, 6, 5, 8)
-    want = yolo_v2_region_loss(grid, boxes, labels, np.array(model.anchors), 16, (64, 96), prior_scale=prior_scale)
+    got = model.detection_losses(tf.constant(images), targets, {"predictions": tf.constant(predictions)})
+    want = yolo_v2_region_loss(predictions, boxes, labels, np.array(model.anchors), 16, (64, 96), prior_scale=prior_scale)
     for name, value in zip(("coord_loss", "object_loss", "noobject_loss", "class_loss", "prior_loss"), want):
         np.testing.assert_allclose(float(got[name]), value, rtol=1e-4, atol=1e-6, err_msg=name)
     # objects 0 and 1 of image 0 share a cell and an anchor: only the later one is trained there
-    slots = model.responsibilities(targets, raw["priors"], tf.constant([64.0, 96.0])).numpy()
+    slots = model.responsibilities(targets, tf.constant([4, 6])).numpy()
     assert slots[0, 0] == slots[0, 1] and slots[0, 3] == -1
 
 
@@ -74,10 +76,9 @@ def test_prior_pull_lasts_for_the_first_images_of_training_only():
 def test_crowd_regions_are_never_assigned():
     model = YOLOv2.compact(num_classes=3, width=0.125)
     images = tf.zeros([1, 64, 64, 3])
-    raw = model(images)
     targets = model.standardize_targets({"boxes": np.array([[[4, 4, 30, 30], [34, 34, 60, 60]]], np.float32),
                                          "labels": np.array([[0, 1]]), "is_crowd": np.array([[False, True]])}, images)
-    slots = model.responsibilities(targets, raw["priors"], tf.constant([64.0, 64.0])).numpy()
+    slots = model.responsibilities(targets, tf.constant([4, 4])).numpy()
     assert slots[0, 0] >= 0 and slots[0, 1] == -1
 
 

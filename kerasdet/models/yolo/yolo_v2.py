@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdet.backbones.darknet import Darknet19, darknet_conv
+from kerasdet.coders.yolo_coder import YoloCoder
 from kerasdet.layers.space_to_depth import ORDERS, SpaceToDepth
 from kerasdet.models.detector import Detector
 from kerasdet.ops.boxes import clip_boxes, iou
@@ -87,8 +88,8 @@ class YOLOv2(Detector):
         targets: unused.
 
     Returns (`call`):
-        dict `{"predictions": [B, K, 5 + num_classes], "priors": [K, 4]}`, `K = H/s * W/s * A` in (row, column,
-        anchor) order, each prior `(cell x0, cell y0, anchor width, anchor height)` in pixels.
+        dict `{"predictions": [B, H / s, W / s, A, 5 + num_classes]}` (`s` the stride), per anchor
+        `(t_x, t_y, t_w, t_h, t_o)` and the class logits.
 
     Example:
         >>> model = YOLOv2.compact(num_classes=10)
@@ -172,6 +173,7 @@ class YOLOv2(Detector):
         self.prior_pull_images = prior_pull_images
         self.prior_pull_scale = float(prior_pull_scale)
         self.stride = int(strides[feature_level])
+        self.coder = YoloCoder(self.stride, anchor_units="cells")
 
         self.head = [darknet_conv(head_channels, 3, f"head{i + 1}") for i in range(head_convs)]
         if passthrough_level is not None:
@@ -227,26 +229,13 @@ class YOLOv2(Detector):
             x = keras.ops.concatenate([fine, x], axis=-1)
         out = self.predictor(self.fuse(x, training=training))
         shape = tf.shape(out)
-        per_anchor = 5 + self.num_classes
-        predictions = tf.reshape(tf.cast(out, tf.float32), [shape[0], -1, per_anchor])
-        return {"predictions": predictions, "priors": self._priors(shape[1], shape[2])}
+        grid = [shape[0], shape[1], shape[2], len(self.anchors), 5 + self.num_classes]
+        return {"predictions": tf.reshape(tf.cast(out, tf.float32), grid)}
 
-    def _priors(self, height, width):
-        """`[H * W * A, 4]` (cell x0, cell y0, anchor width, anchor height) in pixels, (row, column, anchor) order."""
-        s = float(self.stride)
-        a = tf.constant(self.anchors, tf.float32) * s
-        ys, xs = tf.meshgrid(tf.range(height), tf.range(width), indexing="ij")
-        corners = tf.cast(tf.stack([xs, ys], -1), tf.float32) * s                     # [H, W, 2]
-        corners = tf.broadcast_to(corners[:, :, None, :], [height, width, len(self.anchors), 2])
-        sizes = tf.broadcast_to(a[None, None], [height, width, len(self.anchors), 2])
-        return tf.reshape(tf.concat([corners, sizes], -1), [-1, 4])
-
-    def _boxes(self, predictions, priors):
-        """Decoded xyxy pixel boxes `[B, K, 4]` of the predictions."""
-        s = float(self.stride)
-        centre = priors[:, :2] + tf.sigmoid(predictions[..., 0:2]) * s
-        size = priors[:, 2:] * tf.exp(tf.minimum(predictions[..., 2:4], 10.0))
-        return tf.concat([centre - size / 2, centre + size / 2], -1)
+    def _flat_boxes(self, predictions):
+        """Decoded xyxy pixel boxes `[B, K, 4]` of predictions `[B, H, W, A, 5 + C]` (`YoloCoder`)."""
+        boxes = self.coder.decode(predictions[..., :4], self.anchors)
+        return tf.reshape(boxes, [tf.shape(boxes)[0], -1, 4])
 
     # -- loss and decoding ----------------------------------------------------------------------------
 
@@ -263,16 +252,16 @@ class YOLOv2(Detector):
         self.images_seen.assign_add(tf.cast(tf.shape(self.split_inputs(x)[0])[0], tf.float32))
         return logs
 
-    def responsibilities(self, targets, priors, image_hw):
-        """Which prediction each object is the responsibility of: int32 `[B, M]` indices into the `K` predictions
-        (-1 for padding and crowd rows), from the objects' centre cells and best anchor shapes."""
+    def responsibilities(self, targets, grid_hw):
+        """Which prediction each object is the responsibility of: int32 `[B, M]` indices into the
+        `K = H * W * A` predictions in (row, column, anchor) order (-1 for padding and crowd rows), from the
+        objects' centre cells on the `grid_hw` (int `[2]`) grid and their best anchor shapes."""
         s = float(self.stride)
         boxes, labels = targets["boxes"], targets["labels"]
         valid = labels >= 0
         crowd = targets.get("is_crowd")
         if crowd is not None:
             valid &= ~crowd
-        grid_hw = tf.cast(tf.math.ceil(image_hw / s), tf.int32)
         centre = (boxes[..., :2] + boxes[..., 2:]) / 2
         size = tf.maximum(boxes[..., 2:] - boxes[..., :2], 1e-6)
         col = tf.clip_by_value(tf.cast(tf.floor(centre[..., 0] / s), tf.int32), 0, grid_hw[1] - 1)
@@ -285,19 +274,21 @@ class YOLOv2(Detector):
         return tf.where(valid, index, -1)
 
     def detection_losses(self, images, targets, raw):
-        predictions, priors = raw["predictions"], raw["priors"]
-        s = float(self.stride)
+        grid = raw["predictions"]
+        shape = tf.shape(grid)
         hw = tf.cast(tf.shape(images)[1:3], tf.float32)
-        batch, num_predictions = tf.shape(predictions)[0], tf.shape(predictions)[1]
+        batch, num_anchors = shape[0], len(self.anchors)
+        num_predictions = shape[1] * shape[2] * num_anchors
+        predictions = tf.reshape(grid, [batch, num_predictions, 5 + self.num_classes])
         boxes, labels = targets["boxes"], targets["labels"]
         num_objects = tf.shape(labels)[1]
-        pred_boxes = self._boxes(predictions, priors)
+        pred_boxes = self._flat_boxes(grid)
         objectness = tf.sigmoid(predictions[..., 4])
         xy = tf.sigmoid(predictions[..., 0:2])
         wh = predictions[..., 2:4]
 
         # which object (the last, as darknet) each prediction is responsible for: -1 for none
-        slot = self.responsibilities(targets, priors, hw)                                       # [B, M]
+        slot = self.responsibilities(targets, shape[1:3])                                       # [B, M]
         rows = tf.range(num_objects)[None, :] + tf.zeros_like(slot)
         flat = tf.where(slot >= 0, slot + tf.range(batch)[:, None] * num_predictions, batch * num_predictions)
         owner = tf.math.unsorted_segment_max(tf.reshape(rows, [-1]), tf.reshape(flat, [-1]),
@@ -319,11 +310,16 @@ class YOLOv2(Detector):
         rescore = tf.stop_gradient(iou(pred_boxes, truth, aligned=True))
         object_loss = self.object_scale * tf.reduce_sum(resp * tf.square(objectness - rescore))
 
-        # coordinates of the responsible predictions; non-responsible ones get their own prior as target
-        truth_wh = tf.maximum(truth[..., 2:] - truth[..., :2], 1e-6)
-        truth_centre = (truth[..., :2] + truth[..., 2:]) / 2
-        target_xy = tf.where(responsible[..., None], truth_centre / s - priors[:, :2] / s, 0.5)
-        target_wh = tf.where(responsible[..., None], tf.math.log(truth_wh / priors[:, 2:]), 0.0)
+        # coordinates of the responsible predictions (`YoloCoder.encode`: sigmoid(t_x), sigmoid(t_y), t_w, t_h);
+        # the others get their own anchor as target (sigmoid 0.5, log-scale 0), used by the prior pull
+        cells = tf.range(num_predictions) // num_anchors
+        cells = tf.cast(tf.stack([cells % shape[2], cells // shape[2]], -1), tf.float32)          # (c_x, c_y)
+        anchors = tf.tile(tf.constant(self.anchors, tf.float32), [shape[1] * shape[2], 1])
+        safe_truth = tf.where(responsible[..., None], truth, tf.constant([0.0, 0.0, 1.0, 1.0]))
+        encoded = self.coder.encode(safe_truth, cells, anchors)
+        target_xy = tf.where(responsible[..., None], encoded[..., :2], 0.5)
+        target_wh = tf.where(responsible[..., None], encoded[..., 2:], 0.0)
+        truth_wh = safe_truth[..., 2:] - safe_truth[..., :2]
         weight = self.coord_scale * (2.0 - truth_wh[..., 0] * truth_wh[..., 1] / (hw[0] * hw[1]))
         squared = tf.reduce_sum(tf.square(xy - target_xy) + tf.square(wh - target_wh), -1)
         coord_loss = tf.reduce_sum(resp * weight * squared)
@@ -341,8 +337,9 @@ class YOLOv2(Detector):
             ("class_loss", class_loss), ("prior_loss", prior_loss))}
 
     def decode_candidates(self, raw, images):
-        predictions = raw["predictions"]
-        boxes = clip_boxes(self._boxes(predictions, raw["priors"]), tf.cast(tf.shape(images)[1:3], tf.float32))
+        grid = raw["predictions"]
+        predictions = tf.reshape(grid, [tf.shape(grid)[0], -1, 5 + self.num_classes])
+        boxes = clip_boxes(self._flat_boxes(grid), tf.cast(tf.shape(images)[1:3], tf.float32))
         scores = tf.sigmoid(predictions[..., 4:5]) * tf.nn.softmax(predictions[..., 5:], axis=-1)
         return boxes, scores
 
