@@ -14,6 +14,7 @@ from kerasdet.layers.ps_roi_pool import PSRoIPool
 from kerasdet.layers.roi_align import RoIAlign
 from kerasdet.layers.roi_pool import RoIPool
 from kerasdet.layers.roi_sampler import RoISampler
+from kerasdet.layers.space_to_depth import SpaceToDepth
 from kerasdet.layers.spatial_pyramid_pool import SpatialPyramidPool
 from kerasdet.layers.word_tree import WordTree
 
@@ -32,6 +33,7 @@ __all__ = [
     "RoIAlign",
     "RoIPool",
     "RoISampler",
+    "SpaceToDepth",
     "SpatialPyramidPool",
     "WordTree",
 ]
