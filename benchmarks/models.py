@@ -2,6 +2,12 @@
 
     .venv/bin/python benchmarks/models.py                      # batches 1 and 8 at 512x512, writes RESULTS.md
     .venv/bin/python benchmarks/models.py --batches 1 --rounds 2 --image-size 128 --print-only   # quick check
+    .venv/bin/python benchmarks/models.py --lineage            # images/s of every family's compact model
+
+`--lineage` times instead the compact model of every family (the zoo's trained weights where a model of that
+architecture is released, random weights otherwise, said in the table) on embedded test images at 256 px,
+`tf.function(model.detect)` with NMS at batch 1 and 8, all models interleaved in each round, and writes the
+"Compact models" section of RESULTS.md (images per second, and each model's ratio to the fastest).
 
 Both sides are RetinaNet ResNet-50-FPN (P3-P7, 256 channels, subnets of 4 convs, 9 anchors per location
 of sizes 32..512, `num_classes` 80) with random weights, built from constructor arguments (no presets,
@@ -51,7 +57,7 @@ tf.config.threading.set_inter_op_parallelism_threads(1)
 
 import keras  # noqa: E402
 
-from benchmarks.timing import write_section, Case, detector_parser, machine_description, markdown_table, print_over_limit, run_cases  # noqa: E402
+from benchmarks.timing import write_section, Case, detector_parser, interleaved_medians, machine_description, markdown_table, print_over_limit, run_cases  # noqa: E402
 from kerasdet.models.retinanet.retinanet import RetinaNet  # noqa: E402
 
 START, END = "<!-- models:start -->", "<!-- models:end -->"
@@ -278,8 +284,75 @@ def compile_both(ours, peer) -> None:
     peer.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=0.9), jit_compile=False)
 
 
+#: the compact architecture of each family, and the zoo model trained with it (None: not released)
+LINEAGE = (
+    ("retinanet-compact", "retinanet_resnet18_shapes"),
+    ("faster-rcnn-compact", "faster_rcnn_resnet18_shapes"),
+    ("mask-rcnn-compact", "mask_rcnn_resnet18_shapes"),
+    ("ssd-compact-resnet18", "ssd_resnet18_shapes"),
+    ("yolo-v1-compact", "yolo_v1_shapes"),
+    ("fast-yolo-compact", "fast_yolo_shapes"),
+    ("yolo-v2-compact", "yolo_v2_shapes"),
+)
+LINEAGE_START, LINEAGE_END = "<!-- lineage:start -->", "<!-- lineage:end -->"
+
+
+def lineage(args) -> int:
+    """Images per second of every family's compact model, batch 1 and 8, interleaved (see the module docstring)."""
+    import kerasdet
+    from kerasdet.data import synthetic
+    from kerasdet.models.families import family_of_arch
+
+    models, sources = {}, {}
+    for arch, zoo_name in LINEAGE:
+        if zoo_name in kerasdet.zoo.list():
+            models[arch], sources[arch] = kerasdet.zoo.load(zoo_name), f"`{zoo_name}`"
+        else:
+            names = list(synthetic.CLASS_NAMES)
+            keypoints = synthetic.keypoint_names() if arch.startswith("mask") else None
+            models[arch] = family_of_arch(arch).archs[arch](len(names), names, keypoints=keypoints)
+            models[arch].build_for_size(256)
+            sources[arch] = "random weights"
+    images, _ = synthetic.generate(max(args.batches), 256, seed=synthetic.split_seed("test"))
+    images = tf.constant(images, tf.float32)
+    results = {}
+    for b in args.batches:
+        batch = images[:b]
+        fns = {arch: (lambda f=tf.function(m.detect), x=batch: f(x)) for arch, m in models.items()}
+        ms = interleaved_medians(fns, rounds=args.rounds, warmup=args.warmup)
+        results[b] = {arch: b / (t / 1e3) for arch, t in ms.items()}
+        for arch in models:
+            print(f"[bench] batch {b} {arch}: {results[b][arch]:.1f} images/s", flush=True)
+    lines = ["| architecture | weights | parameters | " + " | ".join(f"images/s, batch {b}" for b in args.batches)
+             + " | " + " | ".join(f"/ fastest, batch {b}" for b in args.batches) + " |",
+             "|---|---|---:|" + "---:|" * (2 * len(args.batches))]
+    for arch, m in models.items():
+        speeds = " | ".join(f"{results[b][arch]:.1f}" for b in args.batches)
+        ratios = " | ".join(f"{results[b][arch] / max(results[b].values()):.3f}" for b in args.batches)
+        lines.append(f"| {arch} | {sources[arch]} | {m.count_params() / 1e6:.2f} M | {speeds} | {ratios} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.print_only:
+        return 0
+    body = "\n".join([
+        "## Compact models of every family (`benchmarks/models.py --lineage`)",
+        "",
+        f"Measured {datetime.date.today().isoformat()} with `.venv/bin/python benchmarks/models.py --lineage` on "
+        f"{machine_description()}; TensorFlow {tf.__version__}, Keras {keras.__version__}, 2 intra-op threads, 1 inter-op "
+        f"thread, CPU. `tf.function(model.detect)` (network, decoding and NMS) on embedded test images at 256x256, all "
+        f"models interleaved in each of {args.rounds} rounds after {args.warmup} warm-up calls, medians as images per "
+        "second; released weights where the zoo has the architecture (the load NMS gets depends on the scores), random "
+        "weights otherwise.",
+        "",
+        table,
+    ])
+    write_section(ROOT / "benchmarks" / "RESULTS.md", LINEAGE_START, LINEAGE_END, body)
+    return 0
+
+
 def parse_args(argv=None):
     parser = detector_parser(__doc__.splitlines()[0], batches=(1, 8), image_size=512, multiple=128)
+    parser.add_argument("--lineage", action="store_true", help="time every family's compact model instead")
     args = parser.parse_args(argv)
     if args.image_size % 128:
         parser.error(f"--image-size must be a multiple of 128 (P7 stride); got {args.image_size}")
@@ -290,6 +363,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.lineage:
+        return lineage(args)
     size = args.image_size
     keras.utils.set_random_seed(0)
     print(f"[bench] building both models for {size}x{size} ...", flush=True)
