@@ -12,9 +12,9 @@ _CLASSES = {
     "MaskRCNN": "kerasdet.models.mask_rcnn",
     "RetinaNet": "kerasdet.models.retinanet",
     "SSD": "kerasdet.models.ssd",
-    "FastYOLO": "kerasdet.models.yolo",
-    "YOLOv1": "kerasdet.models.yolo",
-    "YOLOv2": "kerasdet.models.yolo",
+    "FastYOLO": "kerasdet.models.yolo_v1",
+    "YOLOv1": "kerasdet.models.yolo_v1",
+    "YOLOv2": "kerasdet.models.yolo_v2",
 }
 
 __all__ = sorted(_CLASSES)

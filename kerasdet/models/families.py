@@ -137,9 +137,9 @@ def _classmethod_builder(class_path):
 
 _faster_rcnn = _classmethod_builder("kerasdet.models.faster_rcnn:FasterRCNN")
 _ssd = _classmethod_builder("kerasdet.models.ssd:SSD")
-_yolo_v2 = _classmethod_builder("kerasdet.models.yolo:YOLOv2")
-_yolo_v1 = _classmethod_builder("kerasdet.models.yolo:YOLOv1")
-_fast_yolo = _classmethod_builder("kerasdet.models.yolo:FastYOLO")
+_yolo_v2 = _classmethod_builder("kerasdet.models.yolo_v2:YOLOv2")
+_yolo_v1 = _classmethod_builder("kerasdet.models.yolo_v1:YOLOv1")
+_fast_yolo = _classmethod_builder("kerasdet.models.yolo_v1:FastYOLO")
 
 
 def _yolo_v2_multi_scale(image_size, seed):
@@ -219,19 +219,19 @@ FAMILIES = {
     ),
     "yolo_v1": Family(
         name="yolo_v1",
-        class_path="kerasdet.models.yolo.yolo_v1:YOLOv1",
+        class_path="kerasdet.models.yolo_v1.yolo_v1:YOLOv1",
         archs={"yolo-v1-compact": _yolo_v1("compact"), "yolo-v1-paper": _yolo_v1("paper_config")},
         recipe=TrainingRecipe(learning_rate=1e-3, warmup_steps=300),
     ),
     "fast_yolo": Family(
         name="fast_yolo",
-        class_path="kerasdet.models.yolo.fast_yolo:FastYOLO",
+        class_path="kerasdet.models.yolo_v1.fast_yolo:FastYOLO",
         archs={"fast-yolo-compact": _fast_yolo("compact"), "fast-yolo-paper": _fast_yolo("paper_config")},
         recipe=TrainingRecipe(learning_rate=1e-3, warmup_steps=300),
     ),
     "yolo_v2": Family(
         name="yolo_v2",
-        class_path="kerasdet.models.yolo.yolo_v2:YOLOv2",
+        class_path="kerasdet.models.yolo_v2.yolo_v2:YOLOv2",
         archs={
             "yolo-v2-compact": _yolo_v2("compact"),
             "yolo-v2-darknet19": _yolo_v2("paper_config"),

@@ -1,6 +1,6 @@
 """Fast YOLO: the model harness on the compact model (its loss and outputs are YOLOv1's, tested in test_yolo_v1.py)."""
 
-from kerasdet.models.yolo import FastYOLO
+from kerasdet.models.yolo_v1 import FastYOLO
 from tests.models import harness
 
 SPEC = harness.FamilySpec(name="fast_yolo", build=lambda: FastYOLO.compact(num_classes=3, width=0.25, input_size=96),

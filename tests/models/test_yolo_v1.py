@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from kerasdet.models.families import family_of_arch, family_of_model
-from kerasdet.models.yolo import FastYOLO, YOLOv1
+from kerasdet.models.yolo_v1 import FastYOLO, YOLOv1
 from tests.models import harness
 from tests.reference.detection_losses import yolo_v1_loss
 

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from kerasdet.models.families import family, family_of_arch
-from kerasdet.models.yolo import YOLOv2
+from kerasdet.models.yolo_v2 import YOLOv2
 from tests.models import harness
 from tests.reference.detection_losses import yolo_v2_region_loss
 

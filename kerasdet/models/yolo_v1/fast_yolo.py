@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from kerasdet.models.yolo.yolo_v1 import FAST_YOLO_LAYERS, YOLOv1
+from kerasdet.models.yolo_v1.yolo_v1 import FAST_YOLO_LAYERS, YOLOv1
 
 
 @keras.saving.register_keras_serializable(package="kerasdet")
