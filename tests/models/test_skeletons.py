@@ -7,7 +7,7 @@ import pytest
 
 from kerasdet.data import prepare, synthetic
 from tests.models import harness
-from tests.models.skeletons import ExternalRoISkeleton, GridSkeleton, MultiboxSkeleton
+from tests.models.skeletons import ExternalRoISkeleton
 
 SIZE = 96
 
@@ -21,8 +21,6 @@ def batch_with_masks(num_classes=3, num_images=2):
 
 
 BUILDERS = {
-    "grid_yolo": lambda: GridSkeleton(num_classes=3),
-    "multibox_ssd": lambda: MultiboxSkeleton(num_classes=3),
     "external_rois_fast_rcnn": lambda: ExternalRoISkeleton(num_classes=3),
 }
 

@@ -11,15 +11,13 @@ import tensorflow as tf
 
 from kerasdet.backbones.darknet import Darknet19, darknet_conv
 from kerasdet.coders.yolo_coder import YoloCoder
+from kerasdet.layers.anchor_generator import YOLO_V2_COCO_ANCHORS, YOLO_V2_VOC_ANCHORS
 from kerasdet.layers.space_to_depth import ORDERS, SpaceToDepth
 from kerasdet.models.detector import Detector
 from kerasdet.ops.boxes import clip_boxes, iou
 
-#: the released VOC model's anchors (darknet's yolo-voc.cfg), in grid units of stride 32 (width, height)
-VOC_ANCHORS = ((1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892), (9.47112, 4.84053), (11.2364, 10.0071))
-#: the released COCO model's (yolo.cfg)
-COCO_ANCHORS = ((0.57273, 0.677385), (1.87446, 2.06253), (3.33843, 5.47434), (7.88282, 3.52778),
-                (9.77052, 9.16828))
+#: the released VOC and COCO models' anchors (darknet's cfgs), in grid units of stride 32
+VOC_ANCHORS, COCO_ANCHORS = YOLO_V2_VOC_ANCHORS, YOLO_V2_COCO_ANCHORS
 #: the compact model's: `kmeans_anchors(synthetic.dataset("train", 2000), k=5, stride=16)` on the embedded
 #: training boxes at 256 px (mean IoU with the best anchor 0.717), rounded to 3 decimals
 SHAPES_ANCHORS_STRIDE16 = ((0.824, 0.829), (1.95, 1.959), (4.133, 4.13), (6.52, 6.585), (9.512, 9.459))
