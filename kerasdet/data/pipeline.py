@@ -29,7 +29,7 @@ import tensorflow as tf
 from kerasdet.ops.boxes import clip_boxes
 
 PADDING_VALUES = {"boxes": -1.0, "labels": -1, "masks": 0, "keypoints": 0.0, "iscrowd": 0,
-                  "difficult": 0}
+                  "difficult": 0, "nodes": -1}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -37,8 +37,8 @@ PADDING_VALUES = {"boxes": -1.0, "labels": -1, "masks": 0, "keypoints": 0.0, "is
 
 
 def _check_sample(image, targets):
-    if not isinstance(targets, dict) or "boxes" not in targets or "labels" not in targets:
-        raise TypeError("targets must be a dict with 'boxes' and 'labels'; received "
+    if not isinstance(targets, dict) or "boxes" not in targets or ("labels" not in targets and "nodes" not in targets):
+        raise TypeError("targets must be a dict with 'boxes' and 'labels' (or YOLO9000's 'nodes'); received "
                         f"{type(targets).__name__}"
                         + (f" with keys {sorted(targets)}" if isinstance(targets, dict) else ""))
     image = tf.convert_to_tensor(image)

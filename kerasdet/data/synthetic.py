@@ -346,17 +346,23 @@ def _sample_log_sizes(rng, size, count):
     return np.where(rng.uniform(0, 1, count) < _LARGE_MIX, linear, log_uniform)
 
 
-def _render(seed, index, size):
-    rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
+def _render(seed, index, size, single=False):
+    """Image `index` of `seed`; with `single`, a classification image instead: one object of class
+    `index % 10`, 30% to 70% of the image across (an ImageNet-like picture), on the same backgrounds and clutter."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, index] + ([1] if single else [])))
     image = _background(rng, size)
     _clutter(rng, image, size)
     owner = np.full((size, size), -1, np.int16)
     visible = np.zeros((0,), np.int64)
     full_areas = np.zeros((0,), np.int64)
     placed = []  # (label, shape, centre, region)
-    count = int(rng.integers(1, MAX_OBJECTS + 1))
-    labels = rng.integers(0, len(CLASS_NAMES), count)
-    log_sizes = _sample_log_sizes(rng, size, count)
+    if single:
+        count, labels = 1, np.array([index % len(CLASS_NAMES)])
+        log_sizes = np.log(rng.uniform(0.3 * size, 0.7 * size, 1))
+    else:
+        count = int(rng.integers(1, MAX_OBJECTS + 1))
+        labels = rng.integers(0, len(CLASS_NAMES), count)
+        log_sizes = _sample_log_sizes(rng, size, count)
     # mostly large objects first (behind), with enough shuffling that large ones also occlude
     order = np.argsort(-(log_sizes + rng.uniform(0, _ORDER_JITTER, count)))
     for label, log_size in zip(labels[order], log_sizes[order]):
@@ -507,3 +513,77 @@ def dataset(split, num_images, image_size=256, with_masks=True, with_keypoints=T
 
     return tf.data.Dataset.range(num_images).map(
         load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# YOLO9000's experiment: detection labelled partly at parent nodes, plus classification-only images
+
+#: the classes that YOLO9000's detection split names only at their parent node ("quadrilateral",
+#: "concave_polygon"), as COCO names no ImageNet-only class: the classification images teach the leaves
+PARENT_ONLY_CLASSES = ("square", "rectangle", "star", "cross", "arrow")
+
+
+def detection_nodes(labels, parent_only=PARENT_ONLY_CLASSES):
+    """WordTree node indices (`hierarchy()`) of class labels, the classes in `parent_only` named by their parent."""
+    names, parents = hierarchy()
+    unknown = sorted(set(parent_only) - set(CLASS_NAMES))
+    if unknown:
+        raise ValueError(f"`parent_only` names no class: {unknown}; classes are {list(CLASS_NAMES)}")
+    table = np.array([parents[names.index(c)] if c in parent_only else names.index(c) for c in CLASS_NAMES], np.int32)
+    labels = np.asarray(labels, np.int64)
+    return np.where(labels >= 0, table[np.maximum(labels, 0)], -1).astype(np.int32)
+
+
+def render_classification(index, image_size=256, seed=0):
+    """Classification image `index` of `seed`: one object of class `index % 10` (30-70% of the image across).
+
+    Returns:
+        (image uint8 [S, S, 3], targets) with "boxes" float32 [1, 4] all -1 (no box is given: the image names its
+        class only) and "nodes" int32 [1], the class's leaf node in `hierarchy()`.
+    """
+    index = _check_count("index", index, 0)
+    _, image_size, seed = _check_args(0, image_size, seed)
+    image, _ = _render(seed, index, image_size, single=True)
+    node = class_node_indices()[index % len(CLASS_NAMES)]
+    return image, {"boxes": np.full((1, 4), -1.0, np.float32), "nodes": np.array([node], np.int32)}
+
+
+def word_tree_datasets(split, num_detection, num_classification, image_size=256, parent_only=PARENT_ONLY_CLASSES):
+    """YOLO9000's joint-training data on the embedded dataset, the analogue of the paper's COCO + ImageNet.
+
+    - detection: the split's images (`dataset(split, ...)`) with targets {"boxes", "nodes"}: each object's
+      WordTree node, the classes of `parent_only` named only by their parent;
+    - classification: `num_classification` images of one object each, of every class in turn, targets
+      {"boxes": all -1, "nodes": the leaf node} (`render_classification`, from the split's seed).
+
+    Returns:
+        (detection, classification) unbatched tf.data datasets.
+
+    Example:
+        >>> detection, classification = word_tree_datasets("train", 1000, 1000)
+    """
+    seed = split_seed(split)
+    num_detection, image_size, seed = _check_args(num_detection, image_size, seed)
+    num_classification = _check_count("num_classification", num_classification, 0)
+    detection_nodes([], parent_only)  # checks the names now
+
+    def detection_one(index):
+        image, targets = _render(seed, int(index), image_size)
+        return image, targets["boxes"], detection_nodes(targets["labels"], parent_only)
+
+    def classification_one(index):
+        image, targets = render_classification(int(index), image_size, seed)
+        return image, targets["boxes"], targets["nodes"]
+
+    def loader(fn):
+        def load(index):
+            image, boxes, nodes = tf.numpy_function(fn, [index], [tf.uint8, tf.float32, tf.int32], stateful=False)
+            return (tf.ensure_shape(image, [image_size, image_size, 3]),
+                    {"boxes": tf.ensure_shape(boxes, [None, 4]), "nodes": tf.ensure_shape(nodes, [None])})
+        return load
+
+    detection = tf.data.Dataset.range(num_detection).map(loader(detection_one), num_parallel_calls=tf.data.AUTOTUNE,
+                                                         deterministic=True)
+    classification = tf.data.Dataset.range(num_classification).map(
+        loader(classification_one), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return detection, classification

@@ -178,7 +178,7 @@ class YOLOv2(Detector):
             self.passthrough_conv = darknet_conv(passthrough_channels, 1, "passthrough")
             self.reorg = SpaceToDepth(2, order=reorg_order, name="reorg")
         self.fuse = darknet_conv(head_channels, 3, "fuse")
-        self.predictor = keras.layers.Conv2D(len(self.anchors) * (5 + num_classes), 1, name="predictor")
+        self.predictor = keras.layers.Conv2D(len(self.anchors) * (5 + self.class_outputs), 1, name="predictor")
         # training images seen so far (drives the prior-pull term); saved with the weights, so a resumed run goes on
         self.images_seen = self.add_weight(name="images_seen", shape=(), initializer="zeros", trainable=False,
                                            dtype="float32")
@@ -216,6 +216,11 @@ class YOLOv2(Detector):
     def size_divisor(self) -> int:
         return self.stride
 
+    @property
+    def class_outputs(self) -> int:
+        """Class logits per anchor: `num_classes` (YOLO9000: one per WordTree node)."""
+        return self.num_classes
+
     def call(self, inputs, training=False, targets=None):
         images, _ = self.split_inputs(inputs)
         features = self.backbone(images, training=training)
@@ -227,7 +232,7 @@ class YOLOv2(Detector):
             x = keras.ops.concatenate([fine, x], axis=-1)
         out = self.predictor(self.fuse(x, training=training))
         shape = tf.shape(out)
-        grid = [shape[0], shape[1], shape[2], len(self.anchors), 5 + self.num_classes]
+        grid = [shape[0], shape[1], shape[2], len(self.anchors), 5 + self.class_outputs]
         return {"predictions": tf.reshape(tf.cast(out, tf.float32), grid)}
 
     def _flat_boxes(self, predictions):
@@ -277,7 +282,7 @@ class YOLOv2(Detector):
         hw = tf.cast(tf.shape(images)[1:3], tf.float32)
         batch, num_anchors = shape[0], len(self.anchors)
         num_predictions = shape[1] * shape[2] * num_anchors
-        predictions = tf.reshape(grid, [batch, num_predictions, 5 + self.num_classes])
+        predictions = tf.reshape(grid, [batch, num_predictions, 5 + self.class_outputs])
         boxes, labels = targets["boxes"], targets["labels"]
         num_objects = tf.shape(labels)[1]
         pred_boxes = self._flat_boxes(grid)
@@ -295,15 +300,16 @@ class YOLOv2(Detector):
         responsible = owner >= 0
         owner = tf.maximum(owner, 0)
         truth = tf.gather(boxes, owner, batch_dims=1)                                           # [B, K, 4]
-        truth_labels = tf.gather(labels, owner, batch_dims=1)
         resp = tf.cast(responsible, tf.float32)
+        # images that train the detection terms (YOLO9000's classification-only images do not)
+        detecting = self._detection_images(targets, batch)[:, None]
 
         # objectness: the best IoU with any object (crowd regions included) decides whether a non-responsible
         # prediction is a negative
         overlaps = iou(pred_boxes, boxes)                                                        # [B, K, M]
         overlaps = tf.where((labels >= 0)[:, None, :], overlaps, 0.0)
         best_iou = tf.stop_gradient(tf.reduce_max(tf.pad(overlaps, [[0, 0], [0, 0], [0, 1]]), -1))  # 0 with no object
-        negative = tf.cast(~responsible & (best_iou <= self.ignore_threshold), tf.float32)
+        negative = tf.cast(~responsible & (best_iou <= self.ignore_threshold), tf.float32) * detecting
         noobject_loss = self.noobject_scale * tf.reduce_sum(negative * tf.square(objectness))
         rescore = tf.stop_gradient(iou(pred_boxes, truth, aligned=True))
         object_loss = self.object_scale * tf.reduce_sum(resp * tf.square(objectness - rescore))
@@ -324,19 +330,27 @@ class YOLOv2(Detector):
         prior_loss = tf.constant(0.0)
         if self._training_loss and self.prior_pull_images > 0 and self.prior_pull_scale > 0:
             pulling = tf.cast(self.images_seen < float(self.prior_pull_images), tf.float32)
-            prior_loss = pulling * self.prior_pull_scale * tf.reduce_sum((1.0 - resp) * squared)
+            prior_loss = pulling * self.prior_pull_scale * tf.reduce_sum((1.0 - resp) * detecting * squared)
 
-        cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.maximum(truth_labels, 0),
-                                                                       predictions[..., 5:])
-        class_loss = self.class_scale * tf.reduce_sum(resp * cross_entropy)
+        class_loss = self.class_scale * tf.reduce_sum(resp * self._class_term(predictions[..., 5:], targets, owner))
         images_in_batch = tf.cast(batch, tf.float32)
         return {name: value / images_in_batch for name, value in (
             ("coord_loss", coord_loss), ("object_loss", object_loss), ("noobject_loss", noobject_loss),
             ("class_loss", class_loss), ("prior_loss", prior_loss))}
 
+    def _detection_images(self, targets, batch):
+        """Float `[B]`: 1 for the images whose predictions train the detection terms (all of them here)."""
+        return tf.ones([batch], tf.float32)
+
+    def _class_term(self, class_logits, targets, owner):
+        """Per prediction `[B, K]`: the class loss against the target row `owner` `[B, K]` (softmax cross-entropy
+        of its label; only responsible predictions count)."""
+        labels = tf.gather(targets["labels"], owner, batch_dims=1)
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(tf.maximum(labels, 0), class_logits)
+
     def decode_candidates(self, raw, images):
         grid = raw["predictions"]
-        predictions = tf.reshape(grid, [tf.shape(grid)[0], -1, 5 + self.num_classes])
+        predictions = tf.reshape(grid, [tf.shape(grid)[0], -1, 5 + self.class_outputs])
         boxes = clip_boxes(self._flat_boxes(grid), tf.cast(tf.shape(images)[1:3], tf.float32))
         scores = tf.sigmoid(predictions[..., 4:5]) * tf.nn.softmax(predictions[..., 5:], axis=-1)
         return boxes, scores
