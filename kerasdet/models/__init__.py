@@ -14,6 +14,7 @@ _CLASSES = {
     "SSD": "kerasdet.models.ssd",
     "FastYOLO": "kerasdet.models.yolo_v1",
     "YOLOv1": "kerasdet.models.yolo_v1",
+    "YOLO9000": "kerasdet.models.yolo_v2",
     "YOLOv2": "kerasdet.models.yolo_v2",
 }
 

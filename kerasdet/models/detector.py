@@ -101,21 +101,22 @@ def _check_targets(y, batch=None):
     """Raises TypeError/ValueError naming `y` unless it is the padded target dict of DESIGN.md §3."""
     if not isinstance(y, dict):
         raise TypeError(f"training targets `y` must be a dict with 'boxes' [B, M, 4] and 'labels' [B, M]; got {type(y).__name__}")
-    missing = [k for k in ("boxes", "labels") if k not in y]
+    label_key = "nodes" if "nodes" in y and "labels" not in y else "labels"  # YOLO9000 names WordTree nodes
+    missing = [k for k in ("boxes", label_key) if k not in y]
     if missing:
         raise ValueError(f"training targets `y` lack {missing}; they have {sorted(y)} (DESIGN.md §3)")
-    boxes, labels = y["boxes"], y["labels"]
-    for key, value in (("boxes", boxes), ("labels", labels)):
+    boxes, labels = y["boxes"], y[label_key]
+    for key, value in (("boxes", boxes), (label_key, labels)):
         if getattr(value, "shape", None) is None:
             raise TypeError(f"`y['{key}']` must be a tensor or array; got {type(value).__name__}")
     if len(boxes.shape) != 3 or (boxes.shape[-1] is not None and boxes.shape[-1] != 4):
         raise ValueError(f"`y['boxes']` must have shape [B, M, 4] (padded with -1); got {tuple(boxes.shape)}")
     if len(labels.shape) != 2:
-        raise ValueError(f"`y['labels']` must have shape [B, M] (padded with -1); got {tuple(labels.shape)}")
+        raise ValueError(f"`y['{label_key}']` must have shape [B, M] (padded with -1); got {tuple(labels.shape)}")
     for axis, what in ((0, "B"), (1, "M")):
         b, l = boxes.shape[axis], labels.shape[axis]
         if b is not None and l is not None and b != l:
-            raise ValueError(f"`y['boxes']` {tuple(boxes.shape)} and `y['labels']` {tuple(labels.shape)} "
+            raise ValueError(f"`y['boxes']` {tuple(boxes.shape)} and `y['{label_key}']` {tuple(labels.shape)} "
                              f"disagree on {what} (expected [B, M, 4] and [B, M])")
     crowd = y.get("is_crowd")
     if crowd is not None and (getattr(crowd, "shape", None) is None or tuple(crowd.shape) != tuple(labels.shape)):

@@ -1,0 +1,134 @@
+"""YOLO9000: the model harness on a compact model over a small WordTree, node targets and classification-only
+rows, the joint-training loss written out, the tree descent's outputs, and the embedded experiment's data."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasdet.data import prepare, synthetic
+from kerasdet.data.pipeline import padded_batch
+from kerasdet.layers import WordTree
+from kerasdet.models.yolo_v2 import YOLO9000
+from tests.models import harness
+
+#: three classes as leaves (nodes 2, 3, 4) under two roots
+TREE = WordTree(["round", "angular", "c0", "c1", "c2"], [-1, -1, 0, 0, 1])
+
+SPEC = harness.FamilySpec(name="yolo9000", build=lambda: YOLO9000.compact(num_classes=3, word_tree=TREE, width=0.125,
+                                                                            class_nodes=(2, 3, 4)),
+                          zoo_name=None, fit_epochs=15, slow_checks=("test_mixed_float16_training_step_is_finite",))
+globals().update(harness.family_tests(SPEC))
+
+
+def _model(**kwargs):
+    return YOLO9000.compact(num_classes=3, word_tree=TREE, width=0.125, class_nodes=(2, 3, 4), **kwargs)
+
+
+def _log_softmax(v):
+    v = np.asarray(v, np.float64)
+    return v - v.max() - math.log(np.exp(v - v.max()).sum())
+
+
+def _path_log_p(logits, node):
+    """log P(node) of the tree above from one prediction's 5 node logits, by hand."""
+    roots, round_children = _log_softmax(logits[[0, 1]]), _log_softmax(logits[[2, 3]])
+    table = {0: roots[0], 1: roots[1], 2: roots[0] + round_children[0], 3: roots[0] + round_children[1],
+             4: roots[1] + 0.0}  # c2 is angular's only child: P(c2 | angular) = 1
+    return table[node]
+
+
+def test_classification_only_image_trains_one_prediction_at_its_node():
+    """On an image whose only row is (boxes -1, node n): the class loss is -log P(n) of the prediction with the
+    highest P(n), the objectness loss 5 (sigmoid(t_o) - 0.3)^2 on that prediction, and no other term."""
+    model = _model()
+    images = tf.zeros([2, 64, 64, 3])
+    rng = np.random.default_rng(0)
+    predictions = rng.normal(0, 1.5, (2, 4, 4, 5, 10)).astype(np.float32)
+    y = {"boxes": np.array([[[-1, -1, -1, -1]], [[-1, -1, -1, -1]]], np.float32), "nodes": np.array([[3], [1]])}
+    targets = model.standardize_targets(y, images)
+    assert targets["image_nodes"].numpy().tolist() == [3, 1]
+    model._training_loss = True
+    got = model.detection_losses(images, targets, {"predictions": tf.constant(predictions)})
+    flat = predictions.reshape(2, -1, 10)
+    want_class = want_object = 0.0
+    for b, node in ((0, 3), (1, 1)):
+        log_p = [_path_log_p(flat[b, k, 5:], node) for k in range(flat.shape[1])]
+        best = int(np.argmax(log_p))
+        want_class += -log_p[best]
+        want_object += 5.0 * (1 / (1 + math.exp(-flat[b, best, 4])) - 0.3) ** 2
+    np.testing.assert_allclose(float(got["class_loss"]), want_class / 2, rtol=1e-5)
+    np.testing.assert_allclose(float(got["object_loss"]), want_object / 2, rtol=1e-5)
+    for name in ("coord_loss", "noobject_loss", "prior_loss"):
+        assert float(got[name]) == 0.0, name
+
+
+def test_detection_rows_train_the_hierarchical_class_loss_at_their_node():
+    """A detection object labelled at the inner node "round" trains -log P(round) on its responsible prediction;
+    labelled at a leaf, -log P(leaf) = -(log P(round) + log P(leaf | round))."""
+    model = _model(prior_pull_images=0)
+    images = tf.zeros([1, 64, 64, 3])
+    predictions = np.random.default_rng(1).normal(0, 1, (1, 4, 4, 5, 10)).astype(np.float32)
+    for node in (0, 3):
+        y = {"boxes": np.array([[[4, 4, 30, 30]]], np.float32), "nodes": np.array([[node]])}
+        targets = model.standardize_targets(y, images)
+        slot = int(model.responsibilities(targets, tf.constant([4, 4]))[0, 0])
+        got = model.detection_losses(images, targets, {"predictions": tf.constant(predictions)})
+        want = -_path_log_p(predictions.reshape(1, -1, 10)[0, slot, 5:], node)
+        np.testing.assert_allclose(float(got["class_loss"]), want, rtol=1e-5)
+
+
+def test_predictions_descend_the_tree():
+    """`nodes` is the deepest node whose path probability stays above the threshold, `node_scores` that probability,
+    `scores` objectness x it, `labels` the node's class or -1 for an inner node."""
+    model = _model(score_threshold=0.0)
+    image = np.random.default_rng(2).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    out = model.predict(image, verbose=0)
+    raw = model(image)
+    flat = tf.reshape(raw["predictions"], [2, -1, 10]).numpy()
+    for b in range(2):
+        for d in range(int(out["num_detections"][b])):
+            node, path = int(out["nodes"][b, d]), float(out["node_scores"][b, d])
+            assert out["labels"][b, d] == {2: 0, 3: 1, 4: 2}.get(node, -1)
+            # the detection's own prediction: the one whose objectness x path probability is its score
+            gaps = [abs(math.exp(_path_log_p(flat[b, k, 5:], node)) / (1 + math.exp(-flat[b, k, 4])) - out["scores"][b, d])
+                    for k in range(flat.shape[1])]
+            k = int(np.argmin(gaps))
+            assert gaps[k] < 1e-6, (b, d)
+            np.testing.assert_allclose(path, math.exp(_path_log_p(flat[b, k, 5:], node)), rtol=1e-5)
+            assert path > 0.5 or node in (0, 1)
+
+
+def test_node_targets_are_checked_against_the_tree():
+    model = _model()
+    x = np.zeros((1, 64, 64, 3), np.float32)
+    with pytest.raises(ValueError, match=r"y\['nodes'\].*node 5.*\[-1, 5\)"):
+        model.train_on_batch(x, {"boxes": np.array([[[-1, -1, -1, -1]]], np.float32), "nodes": np.array([[5]])})
+    with pytest.raises(ValueError, match=r"y\['nodes'\].*-2"):
+        model.train_on_batch(x, {"boxes": np.array([[[1, 1, 9, 9]]], np.float32), "nodes": np.array([[-2]])})
+    with pytest.raises(ValueError, match="class_nodes"):
+        YOLO9000.compact(num_classes=3, word_tree=TREE, width=0.125, class_nodes=(2, 2, 4))
+
+
+def test_embedded_experiment_data():
+    """Detection images name squares, rectangles, stars, crosses and arrows only by their parent node; the
+    classification images hold one object each and name every leaf class in turn; both batch for the model."""
+    names, parents = synthetic.hierarchy()
+    detection, classification = synthetic.word_tree_datasets("train", 12, 20, image_size=128)
+    parent_only = {names.index(c) for c in synthetic.PARENT_ONLY_CLASSES}
+    seen = set()
+    for _, t in detection:
+        nodes = t["nodes"].numpy()
+        assert not parent_only & set(nodes.tolist())
+        seen |= set(nodes.tolist())
+    assert {names.index("quadrilateral"), names.index("concave_polygon")} & seen
+    leaves = synthetic.class_node_indices()
+    for i, (image, t) in enumerate(classification):
+        assert t["nodes"].numpy().tolist() == [leaves[i % 10]] and (t["boxes"].numpy() == -1).all()
+    tree = WordTree(names, parents)
+    model = YOLO9000.compact(num_classes=10, word_tree=tree, class_names=synthetic.class_names(), width=0.125)
+    assert model.class_nodes == tuple(leaves)
+    model.compile(learning_rate=1e-3)
+    for x, y in (next(iter(prepare(detection, 4, 128))), next(iter(padded_batch(classification, 4)))):
+        assert np.isfinite(model.train_on_batch(x, y, return_dict=True)["loss"])
