@@ -114,7 +114,7 @@ def _voc_reader(root, sub_split, purpose, class_names, prefer_names):
 
 
 def open_dataset(spec: str, split: str, images: int | None, image_size: int, with_masks=False, with_keypoints=False,
-                 class_names=None, prefer_names=None):
+                 class_names=None, prefer_names=None, classification_images=0):
     """Returns (unbatched tf.data of (image, targets), class_names, make_coco_gt or None, extras) for a dataset spec.
 
     `class_names` (from `--class-names`) names the labels of VOC and YOLO folders; without it a VOC folder's names
@@ -126,7 +126,9 @@ def open_dataset(spec: str, split: str, images: int | None, image_size: int, wit
     called; other datasets give None (their ground truth comes from the collected targets). `extras` holds
     "keypoints" (`{class name: keypoint names}`, empty without keypoints) and "keypoint_flip_map". With
     `with_masks` / `with_keypoints` the targets carry "masks" / "keypoints" (a dataset without them: exit
-    with a message).
+    with a message). `synthetic-tree[:split]` is YOLO9000's experiment (`synthetic.word_tree_datasets`): targets
+    {"boxes", "nodes"}, and with `classification_images` extras["classification"] holds that many one-object
+    images labelled only by their leaf node; extras["word_tree"] is the hierarchy `(names, parents)`.
     """
     import functools
 
@@ -135,6 +137,20 @@ def open_dataset(spec: str, split: str, images: int | None, image_size: int, wit
     kind, _, rest = spec.partition(":")
     if class_names is not None and kind not in ("voc", "yolo"):
         raise SystemExit(f"kerasdet: --class-names applies to voc: and yolo: datasets; {spec!r} names its own classes")
+    if kind == "synthetic-tree":  # YOLO9000's experiment: WordTree nodes, some classes only at their parent
+        split = rest or split
+        if split not in synthetic.SPLIT_SEEDS:
+            raise SystemExit(f"kerasdet: unknown synthetic split {split!r}; use one of {sorted(synthetic.SPLIT_SEEDS)}")
+        n = images or 500
+        detection, classification = synthetic.word_tree_datasets(split, n, classification_images, image_size)
+        extras = {"keypoints": {}, "keypoint_flip_map": None, "word_tree": synthetic.hierarchy(),
+                  "classification": classification if classification_images else None,
+                  "classification_images": classification_images}
+        return (detection, list(synthetic.class_names()), functools.partial(synthetic.as_coco, split, n, image_size),
+                extras)
+    if classification_images:
+        raise SystemExit(f"kerasdet: --classification-images applies to the synthetic-tree dataset (YOLO9000's "
+                         f"experiment); {spec!r} has no classification-only images")
     if kind == "synthetic":
         split = rest or split
         if split not in synthetic.SPLIT_SEEDS:
@@ -215,16 +231,23 @@ def load_model(spec: str, num_classes=None, precision="float32"):
                           precision=precision), meta
 
 
-def build_model(arch, num_classes, class_names, keypoints=None):
+def build_model(arch, num_classes, class_names, keypoints=None, word_tree=None):
     """A fresh model of a table architecture (`kerasdet.models.families`); `keypoints` is the dataset's
-    `{class name: keypoint names}` (for families with a keypoint head)."""
+    `{class name: keypoint names}` (for families with a keypoint head), `word_tree` its class hierarchy
+    `(names, parents)` (for YOLO9000)."""
     from kerasdet.models import families
 
     try:
         row = families.family_of_arch(arch)
     except ValueError as err:
         raise SystemExit(f"kerasdet: --arch: {err}") from None
-    return row.archs[arch](num_classes, class_names, keypoints=keypoints)
+    extra = {"word_tree": word_tree} if row.name == "yolo9000" else {}
+    try:
+        return row.archs[arch](num_classes, class_names, keypoints=keypoints, **extra)
+    except ValueError as err:
+        if row.name == "yolo9000":
+            raise SystemExit(f"kerasdet: --arch {arch}: {err}") from None
+        raise
 
 
 def _recipe_of(args):
@@ -345,7 +368,7 @@ def _resume_state(args):
     return resumed, checkpoint, float(per_epoch.get(epoch, 0.0))
 
 
-def _rebuild_for_resume(args, num_classes, class_names, keypoints=None):
+def _rebuild_for_resume(args, num_classes, class_names, keypoints=None, word_tree=None):
     """The interrupted run's model, built before its checkpoint is loaded."""
     from kerasdet.zoo.precision import global_policy
 
@@ -355,7 +378,7 @@ def _rebuild_for_resume(args, num_classes, class_names, keypoints=None):
         model.class_names = class_names
         return model
     with global_policy(precision):
-        model = build_model(args.arch, num_classes, class_names, keypoints)
+        model = build_model(args.arch, num_classes, class_names, keypoints, word_tree=word_tree)
         return model.build_for_size(args.image_size)
 
 
@@ -545,20 +568,27 @@ def _epoch_seed(seed, epoch):
     return (int(seed) * 1_000_003 + int(epoch) * 7_919) % 2**31
 
 
-def _training_stream(ds, count, args, recipe, scale_range, keypoint_flip_map, first_epoch, first_batch):
+def _training_stream(ds, count, args, recipe, scale_range, keypoint_flip_map, first_epoch, first_batch,
+                     classification=None):
     """The training batches from epoch `first_epoch`, batch `first_batch` on, as two datasets: the rest of that
     epoch, and the epochs after it (None when there are none). Epoch e is `prepare` of the cached samples
-    shuffled and augmented with `_epoch_seed(args.seed, e)`, cut to its `count // batch_size` full batches."""
+    shuffled and augmented with `_epoch_seed(args.seed, e)`, cut to its `count // batch_size` full batches.
+    `classification` `(dataset, count)`: YOLO9000's classification-only images, batched apart (no augmentation)
+    and mixed among the detection batches in an order drawn from the epoch's seed."""
     from kerasdet.data import prepare
-
-    steps_per_epoch = count // args.batch_size  # full batches (drop_remainder)
 
     def epoch(e, skip_batches=0):
         augmenter = recipe.augmenter(args.image_size, scale_range, seed=_epoch_seed(args.seed, e),
                                      keypoint_flip_map=keypoint_flip_map, augmentation=getattr(args, "augment", None))
-        batches = prepare(ds, args.batch_size, args.image_size, augmenter=augmenter, shuffle_buffer=min(count, 2048),
-                          drop_remainder=True, seed=_epoch_seed(args.seed, e), max_boxes=args.max_boxes,
-                          skip=skip_batches * args.batch_size).take(steps_per_epoch - skip_batches)
+        detection_steps = count // args.batch_size  # full batches (drop_remainder)
+        if classification is None:
+            batches = prepare(ds, args.batch_size, args.image_size, augmenter=augmenter,
+                              shuffle_buffer=min(count, 2048), drop_remainder=True, seed=_epoch_seed(args.seed, e),
+                              max_boxes=args.max_boxes, skip=skip_batches * args.batch_size
+                              ).take(detection_steps - skip_batches)
+        else:
+            batches = _mixed_epoch(ds, count, classification, args, augmenter, _epoch_seed(args.seed, e)
+                                   ).skip(skip_batches)
         if recipe.make_batch_transform is not None:  # e.g. YOLOv2's multi-scale sizes, drawn per batch index
             batches = recipe.make_batch_transform(args.image_size, _epoch_seed(args.seed, e))(batches, skip_batches)
         return batches
@@ -568,6 +598,33 @@ def _training_stream(ds, count, args, recipe, scale_range, keypoint_flip_map, fi
     for e in range(first_epoch + 1, args.epochs):
         rest = epoch(e) if rest is None else rest.concatenate(epoch(e))
     return first, rest
+
+
+def _steps_per_epoch(count, batch_size, classification_images=0):
+    """Full batches of an epoch: the detection images' and, apart, the classification-only images'."""
+    return count // batch_size + classification_images // batch_size
+
+
+def _mixed_epoch(ds, count, classification, args, augmenter, seed):
+    """One epoch of YOLO9000's joint training: the detection batches (`prepare`) and the classification-only
+    batches (shuffled, padded to `--max-boxes` rows), in an order shuffled with `seed`."""
+    import numpy as np
+    import tensorflow as tf
+
+    from kerasdet.data import prepare
+    from kerasdet.data.pipeline import padded_batch
+
+    images, n = classification
+    detection_steps, classification_steps = count // args.batch_size, n // args.batch_size
+    detection = prepare(ds, args.batch_size, args.image_size, augmenter=augmenter, shuffle_buffer=min(count, 2048),
+                        drop_remainder=True, seed=seed, max_boxes=args.max_boxes).take(detection_steps)
+    classified = padded_batch(images.shuffle(min(n, 2048), seed=seed, reshuffle_each_iteration=False),
+                              args.batch_size, max_boxes=args.max_boxes, drop_remainder=True).take(classification_steps)
+    dtype = detection.element_spec[0].dtype
+    classified = classified.map(lambda x, y: (tf.cast(x, dtype), y))
+    order = np.random.default_rng(seed).permutation(np.repeat([0, 1], [detection_steps, classification_steps]))
+    return tf.data.Dataset.choose_from_datasets([detection, classified],
+                                                tf.data.Dataset.from_tensor_slices(order.astype(np.int64)))
 
 
 def _train(args):
@@ -606,7 +663,8 @@ def _train(args):
     prefer = _model_meta(args.init_from).get("class_names") if args.init_from else None
     ds, class_names, _, extras = open_dataset(args.dataset, "train", args.train_images, args.image_size,
                                               with_masks=with_masks, with_keypoints=with_masks,
-                                              class_names=parse_class_names(args.class_names), prefer_names=prefer)
+                                              class_names=parse_class_names(args.class_names), prefer_names=prefer,
+                                              classification_images=args.classification_images)
     _check_class_count(args, class_names)
     if args.val_dataset:  # opened (and its files checked) now, not after the first epoch
         val_kind = args.val_dataset.split(":")[0]
@@ -639,7 +697,12 @@ def _train(args):
     if args.scale_min is not None or args.scale_max is not None:
         scale_range = (recipe.scale_range[0] if args.scale_min is None else args.scale_min,
                        recipe.scale_range[1] if args.scale_max is None else args.scale_max)
-    steps_per_epoch = count // args.batch_size
+    classification = None
+    if extras.get("classification") is not None:
+        classification = (extras["classification"].cache(), extras["classification_images"])
+        print(f"[train] and {args.classification_images} classification-only images (YOLO9000's joint training)",
+              flush=True)
+    steps_per_epoch = _steps_per_epoch(count, args.batch_size, args.classification_images)
     steps = steps_per_epoch * args.epochs
     done_steps = 0
     if resume_from is not None:
@@ -650,7 +713,7 @@ def _train(args):
             done_steps = epoch_of_legacy(resume_from) * steps_per_epoch
     initial_epoch, first_batch = divmod(done_steps, steps_per_epoch)
     train, later = _training_stream(ds, count, args, recipe, scale_range, extras["keypoint_flip_map"], initial_epoch,
-                                    first_batch)
+                                    first_batch, classification=classification)
 
     if args.init_from and resume_from is None:
         model, _ = load_model(args.init_from, num_classes=len(class_names), precision=args.precision)
@@ -658,12 +721,14 @@ def _train(args):
             print(f"[train] class names {_short(class_names)} (the dataset's) replace the model's", flush=True)
         model.class_names = class_names
     elif resume_from is not None:
-        model = _rebuild_for_resume(args, len(class_names), class_names, extras["keypoints"])
+        model = _rebuild_for_resume(args, len(class_names), class_names, extras["keypoints"],
+                                    word_tree=extras.get("word_tree"))
     else:
         from kerasdet.zoo.precision import global_policy
 
         with global_policy(args.precision):
-            model = build_model(args.arch, len(class_names), class_names, extras["keypoints"])
+            model = build_model(args.arch, len(class_names), class_names, extras["keypoints"],
+                                word_tree=extras.get("word_tree"))
             model.build_for_size(args.image_size)
         if args.backbone_from:
             source, _ = load_model(args.backbone_from)
@@ -744,7 +809,8 @@ def _train(args):
         "train_command": train_command,
         "train_seconds": train_seconds,
         "stage_seconds": stage_seconds,
-        "dataset": {"name": args.dataset, "train_images": count},
+        "dataset": {"name": args.dataset, "train_images": count,
+                    **({"classification_images": args.classification_images} if args.classification_images else {})},
     }
     # written last and whole: its presence marks a finished run (`--resume` refuses one)
     weights_io.write_text_atomically(out / "model.json", json.dumps(meta, indent=1))
@@ -771,11 +837,13 @@ def _collect(model, ds, batch_size, image_size, progress_label):
         n = int(x.shape[0])
         for i in range(n):
             k = int(out["num_detections"][i])
-            d = {key: np.asarray(out[key][i][:k]) for key in ("boxes", "scores", "labels")}
+            # YOLO9000's detections that stop at an inner WordTree node name no class (label -1): not scored
+            named = np.asarray(out["labels"][i][:k]) >= 0
+            d = {key: np.asarray(out[key][i][:k])[named] for key in ("boxes", "scores", "labels")}
             if "masks" in out:
-                d["masks"] = _rle.encode(np.asarray(out["masks"][i][:k]) >= 0.5) if k else []
+                d["masks"] = _rle.encode(np.asarray(out["masks"][i][:k])[named] >= 0.5) if named.any() else []
             if "keypoints" in out:
-                d["keypoints"] = np.asarray(out["keypoints"][i][:k])
+                d["keypoints"] = np.asarray(out["keypoints"][i][:k])[named]
             detections.append(d)
             valid = np.asarray(y["labels"][i]) >= 0
             targets.append({key: np.asarray(value[i])[valid] for key, value in y.items()})
@@ -979,7 +1047,10 @@ def cmd_evaluate(args):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = args.command_line
-    summary = {"metrics": metrics, **{t: tables[t] for t in EXTRA_TABLES if t in tables}, "command": command}
+    per_class = [{key: (float(row[key]) if key in ("AP", "AP50", "AP75") else row[key])
+                  for key in ("name", "AP", "AP50", "AP75", "num_gt")} for row in coco.get("per_class", [])]
+    summary = {"metrics": metrics, "per_class": per_class, **{t: tables[t] for t in EXTRA_TABLES if t in tables},
+               "command": command}
     (out / "metrics.json").write_text(json.dumps(summary, indent=1))
     plot_precision_recall(coco, out / "pr_curve.png")
     print(f"[evaluate] wrote {out / 'metrics.json'} and {out / 'pr_curve.png'}")
@@ -1037,6 +1108,8 @@ def cmd_predict(args):
                 d["masks"] = _rle.encode(np.asarray(det["masks"][0][:k]) >= 0.5) if k else []
             if "keypoints" in det:
                 d["keypoints"] = np.asarray(det["keypoints"][0][:k])
+            if "nodes" in det:  # YOLO9000: the deepest confident WordTree node and its path probability
+                d["nodes"], d["node_scores"] = np.asarray(det["nodes"][0][:k]), np.asarray(det["node_scores"][0][:k])
             records.append((pathlib.Path(path).stem, image, d))
     else:
         size = args.image_size or meta["image_size"]
@@ -1049,7 +1122,10 @@ def cmd_predict(args):
         rows = []
         for j, (b, s, l) in enumerate(zip(d["boxes"], d["scores"], d["labels"])):
             row = {"box_xyxy": [round(float(v), 2) for v in b], "score": round(float(s), 4), "label": int(l),
-                   "name": names[int(l)]}
+                   "name": names[int(l)] if l >= 0 else None}
+            if "nodes" in d:
+                node = int(d["nodes"][j])
+                row.update(node=node, node_name=model.word_tree.names[node], node_score=round(float(d["node_scores"][j]), 4))
             if "masks" in d:
                 row["mask_rle"] = d["masks"][j]  # COCO compressed RLE of the mask at 0.5
             if "keypoints" in d:
@@ -1247,6 +1323,9 @@ def build_parser():
                                          "history.csv and TensorBoard (e.g. synthetic:val, voc:ROOT:val)")
     t.add_argument("--val-images", type=int, default=200, help="images of --val-dataset to score")
     t.add_argument("--train-images", type=int, default=None, help="images to use (synthetic: how many to generate)")
+    t.add_argument("--classification-images", type=int, default=0,
+                   help="YOLO9000 on --dataset synthetic-tree: one-object images labelled only by their class (the "
+                        "paper's ImageNet half of joint training), mixed among the detection batches")
     t.add_argument("--image-size", type=int, default=256)
     t.add_argument("--epochs", type=int, default=12)
     t.add_argument("--batch-size", type=int, default=8)

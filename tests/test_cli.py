@@ -429,3 +429,27 @@ def test_training_in_mixed_bfloat16(tmp_path):
     assert model.dtype_policy.name == "float32"
     half, _ = cli.load_model(str(run), precision="mixed_bfloat16")
     assert {layer.dtype_policy.compute_dtype for layer in half._flatten_layers() if layer.weights} == {"bfloat16"}
+
+
+def test_yolo9000_joint_training_resumes_and_evaluates_leaf_classes(tmp_path):
+    """`--arch yolo9000-compact --dataset synthetic-tree --classification-images N`: detection and classification-only
+    batches in one epoch (the step count holds both), a resumed run goes on, and `evaluate` on the leaf-labelled
+    split scores the leaf classes (detections that stop at an inner node name no class). A tree-less dataset or
+    classification images without the tree dataset are one-line mistakes."""
+    run = tmp_path / "y9k"
+    common = ["--arch", "yolo9000-compact", "--dataset", "synthetic-tree", "--train-images", "8",
+              "--classification-images", "8", "--batch-size", "4", "--image-size", "64", "--warmup", "1"]
+    _check_interrupted_run_resumes(run, ["--epochs", "1", *common])
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["family"] == "yolo9000" and meta["dataset"]["classification_images"] == 8
+    # 2 epochs x (2 detection + 2 classification batches)
+    assert json.loads((run / "checkpoints" / "epoch_002.json").read_text())["step"] == 8
+    assert cli.main(["evaluate", "--model", str(run), "--dataset", "synthetic:test", "--images", "4",
+                     "--out", str(tmp_path / "eval")]) == 0
+    per_class = json.loads((tmp_path / "eval" / "metrics.json").read_text())["per_class"]
+    assert [row["name"] for row in per_class] == list(meta["class_names"])
+    for args in (["--arch", "yolo9000-compact", "--dataset", "synthetic"],
+                 ["--arch", "yolo-v2-compact", "--dataset", "synthetic", "--classification-images", "4"]):
+        with pytest.raises(SystemExit) as stop:
+            cli.main(["train", *args, "--train-images", "4", "--epochs", "1", "--out", str(tmp_path / "bad")])
+        assert stop.value.code == 2 or "synthetic-tree" in str(stop.value)

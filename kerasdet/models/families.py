@@ -142,6 +142,27 @@ _yolo_v1 = _classmethod_builder("kerasdet.models.yolo_v1:YOLOv1")
 _fast_yolo = _classmethod_builder("kerasdet.models.yolo_v1:FastYOLO")
 
 
+def _yolo9000(method, *args, **kwargs):
+    """YOLO9000 builders: the WordTree is the dataset's class hierarchy `(names, parents)` (the CLI's
+    `synthetic-tree` dataset gives the embedded one); each class is the node of its name."""
+
+    def build(num_classes, class_names, keypoints=None, word_tree=None):
+        from kerasdet.layers import WordTree
+        from kerasdet.models.yolo_v2 import YOLO9000
+
+        if word_tree is None:
+            raise ValueError("YOLO9000 needs a class hierarchy (a WordTree): train it on --dataset synthetic-tree, "
+                             "whose targets name WordTree nodes")
+        tree = WordTree(*word_tree)
+        missing = [name for name in class_names if name not in tree]
+        if missing:
+            raise ValueError(f"the classes {missing} are not nodes of the dataset's WordTree")
+        return getattr(YOLO9000, method)(*args, num_classes=num_classes, word_tree=tree, class_names=class_names,
+                                         **kwargs)
+
+    return build
+
+
 def _yolo_v2_multi_scale(image_size, seed):
     """YOLOv2's multi-scale training scaled to `image_size`: a new size every 10 batches among the multiples of 32
     from `image_size * 320 / 416` to `image_size * 608 / 416`."""
@@ -236,6 +257,12 @@ FAMILIES = {
             "yolo-v2-compact": _yolo_v2("compact"),
             "yolo-v2-darknet19": _yolo_v2("paper_config"),
         },
+        recipe=TrainingRecipe(learning_rate=1e-3, warmup_steps=300, make_batch_transform=_yolo_v2_multi_scale),
+    ),
+    "yolo9000": Family(
+        name="yolo9000",
+        class_path="kerasdet.models.yolo_v2.yolo9000:YOLO9000",
+        archs={"yolo9000-compact": _yolo9000("compact"), "yolo9000-darknet19": _yolo9000("paper_config")},
         recipe=TrainingRecipe(learning_rate=1e-3, warmup_steps=300, make_batch_transform=_yolo_v2_multi_scale),
     ),
 }
