@@ -1240,6 +1240,13 @@ def _augmentation_names():
     return sorted(AUGMENTATIONS)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with mistakes reported as one line (the usage block is what `--help` is for)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """--help with each option's default (unless the help already states it, or there is none) and the examples
     kept as written."""
@@ -1283,7 +1290,7 @@ def _add_precision_argument(parser, what="compute precision of the loaded model 
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="kerasdet", description="kerasdet: object detection models for Keras 3",
+    p = _Parser(prog="kerasdet", description="kerasdet: object detection models for Keras 3",
                                 formatter_class=_HelpFormatter,
                                 epilog="examples:\n  " + "\n  ".join(v.split("\n")[0] for v in EXAMPLES.values()))
     p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")

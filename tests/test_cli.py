@@ -182,12 +182,15 @@ def test_faster_rcnn_run_is_rebuilt_as_faster_rcnn_and_resumes(tmp_path):
 
 def test_command_line_mistakes_are_one_line_and_exit_2(tmp_path, capsys):
     """A mistake found after parsing (unknown --arch, both --init-from and --backbone-from, a resume of a folder
-    that is no run) prints one line on stderr and exits with status 2, as argparse's own errors do."""
+    that is no run) or by argparse itself (a choice that is not one, an unknown command) prints one line on stderr
+    and exits with status 2."""
     import pytest
 
     cases = [["train", "--arch", "bogus", "--train-images", "2", "--out", str(tmp_path / "a")],
              ["train", "--init-from", NAME, "--backbone-from", NAME, "--out", str(tmp_path / "b")],
-             ["train", "--resume", str(tmp_path)]]
+             ["train", "--resume", str(tmp_path)],
+             ["train", "--augment", "bogus"], ["evaluate", "--model", NAME, "--precision", "half"], ["bogus"],
+             ["train", "--epochs", "two"]]
     for argv in cases:
         with pytest.raises(SystemExit) as stop:
             cli.main(argv)
