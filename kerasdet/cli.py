@@ -785,7 +785,7 @@ def _train(args):
         # the epoch the run stands in (all of it, or its rest after a resume), then the epochs after it; a run killed
         # after its last checkpoint but before model.json has nothing left to train
         if initial_epoch < args.epochs:
-            model.fit(train, epochs=initial_epoch + 1, initial_epoch=initial_epoch,
+            model.fit(train, epochs=initial_epoch + 1, initial_epoch=initial_epoch, first_batch=first_batch,
                       steps_per_epoch=steps_per_epoch - first_batch, callbacks=callbacks, verbose=verbose)
         if later is not None:
             for callback in callbacks:  # the second fit goes on writing history.csv, not over it

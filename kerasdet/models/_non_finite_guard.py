@@ -102,14 +102,17 @@ class StopOnNonFiniteStep(keras.callbacks.Callback):
     Keras runs several steps per execution.
     """
 
-    def __init__(self, state):
+    def __init__(self, state, first_batch=0):
         super().__init__()
         self.state = state
-        self.epoch, self.epoch_start = 0, 0
+        self.first_batch = int(first_batch)  # the first epoch's batches before this fit (a mid-epoch resume)
+        self.epoch, self.epoch_start, self.epochs_begun = 0, 0, 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
-        self.epoch_start = int(self.model.optimizer.iterations.numpy())
+        offset = self.first_batch if self.epochs_begun == 0 else 0
+        self.epoch_start = int(self.model.optimizer.iterations.numpy()) - offset
+        self.epochs_begun += 1
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.state.take_failure()

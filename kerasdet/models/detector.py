@@ -688,19 +688,21 @@ class Detector(keras.Model):
             self.__dict__["_guard_state"] = state
         return state
 
-    def fit(self, x=None, y=None, *args, stop_on_non_finite=True, **kwargs):
+    def fit(self, x=None, y=None, *args, stop_on_non_finite=True, first_batch=0, **kwargs):
         """`keras.Model.fit`, with the targets checked and, unless `stop_on_non_finite=False`, training stopped by
         a `FloatingPointError` naming the batch at the first step whose loss or gradients are not finite (that
         step is not applied: the weights stay as they were before it; see `kerasdet.models._non_finite_guard`).
-        A `tf.data.Dataset` is taken in its own order: `shuffle` defaults to False for one (Keras' default True
-        cannot shuffle a dataset and only warns that it does not)."""
+        `first_batch`: the batch of `initial_epoch` that the data starts at (a run resumed in the middle of an
+        epoch), so that the batch named is the epoch's own. A `tf.data.Dataset` is taken in its own order:
+        `shuffle` defaults to False for one (Keras' default True cannot shuffle a dataset and only warns that it
+        does not)."""
         _eager_input_checks(self, x, y)
         if isinstance(x, tf.data.Dataset) and "shuffle" not in kwargs and len(args) <= _FIT_SHUFFLE_POSITION:
             kwargs["shuffle"] = False
         self._non_finite_guard().reset()
         if stop_on_non_finite:
             callbacks = list(kwargs.pop("callbacks", None) or [])
-            kwargs["callbacks"] = callbacks + [StopOnNonFiniteStep(self._non_finite_guard())]
+            kwargs["callbacks"] = callbacks + [StopOnNonFiniteStep(self._non_finite_guard(), first_batch=first_batch)]
         with _check_failures_as_value_errors():
             return super().fit(x, y, *args, **kwargs)
 

@@ -60,6 +60,9 @@ def test_fit_stops_at_the_first_non_finite_batch_and_names_it():
     with pytest.raises(FloatingPointError, match=r"epoch 1, batch 1 \(step 3\)"):
         model.fit(ds, epochs=2, verbose=0)
     assert _same(before, _weights(model))
+    # a run resumed at batch 5 of its third epoch: the failing batch is named as the epoch's own (6, not 1)
+    with pytest.raises(FloatingPointError, match=r"epoch 3, batch 6 \(step 3\)"):
+        model.fit(ds, epochs=3, initial_epoch=2, first_batch=5, verbose=0)
     # opting out: nothing raises, and the refused steps are still not applied
     model.fit(ds.take(1), epochs=1, verbose=0, stop_on_non_finite=False)
     assert _same(before, _weights(model))
