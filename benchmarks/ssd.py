@@ -13,9 +13,8 @@ sides, random weights, float32, CPU. Two comparisons (`--model ssd300|ssdlite|bo
 - ssd300: ours `SSD.paper_config(300, num_classes=90)` (reduced VGG16, conv4_3 L2 norm, 8732 default boxes)
   vs `ssd300_vgg16(weights=None, weights_backbone=None, num_classes=91)` (the same network; its class count
   includes the background), 300x300 images.
-- ssdlite: ours `SSD.compact(num_classes=90, width=1.0, size_divisor=32)` (SSDLite-style: MobileNetV2 alpha 1.0
-  C3-C5 and two extra maps, depthwise-separable predictors, default boxes scaled to 320 px; `size_divisor=32` so
-  that 320 px images are not padded to the compact model's 384) vs
+- ssdlite: ours `SSD.ssdlite(num_classes=90, size=320)` (torchvision's SSDLite320 layout on MobileNetV2 alpha 1.0:
+  maps from C4 and C5 and four depthwise-separable extras, 6 default boxes per cell, 3234 in all, as the peer) vs
   `ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=91)` (MobileNetV3-Large,
   six maps from stride 16): the nearest peer, not the same network; both backbones and parameter counts are
   in the notes. 320x320 images.
@@ -66,7 +65,6 @@ from benchmarks.timing import (  # noqa: E402
     Case, detector_parser, machine_description, markdown_table, print_over_limit, run_cases, write_section,
 )
 from kerasdet.models.ssd import SSD  # noqa: E402
-from kerasdet.models.ssd.ssd import COMPACT_BOX_SIZES  # noqa: E402
 
 START, END = "<!-- ssd:start -->", "<!-- ssd:end -->"
 NUM_CLASSES = 90
@@ -78,10 +76,10 @@ MODELS = {
                    build=lambda: SSD.paper_config(300, num_classes=NUM_CLASSES),
                    ours="`SSD.paper_config(300, num_classes=90)`: reduced VGG16, conv4_3 L2 norm, 8732 default boxes"),
     "ssdlite": dict(size=320, arch="ssdlite320", peer="torchvision ssdlite320_mobilenet_v3_large",
-                    build=lambda: SSD.compact(num_classes=NUM_CLASSES, width=1.0, size_divisor=32,
-                                              box_sizes=tuple(s * 320 / 256 for s in COMPACT_BOX_SIZES)),
-                    ours="`SSD.compact(num_classes=90, width=1.0, size_divisor=32)`: SSDLite-style on MobileNetV2 (alpha 1.0) C3-C5 "
-                         "+ 2 extra maps, separable predictors, default boxes 15-240 px"),
+                    build=lambda: SSD.ssdlite(num_classes=NUM_CLASSES, size=320),
+                    ours="`SSD.ssdlite(num_classes=90, size=320)`: torchvision's SSDLite320 layout on MobileNetV2 "
+                         "(alpha 1.0): maps from C4 and C5 + 4 separable extras (20, 10, 5, 3, 2, 1 cells), 6 default "
+                         "boxes per cell, 3234 in all"),
 }
 
 

@@ -165,3 +165,12 @@ def test_family_row_builds_every_arch_and_uses_the_papers_augmentation():
     assert not plain.separable and plain.neg_pos_ratio is None
     assert isinstance(row.recipe.augmenter(256, seed=0), SSDAugmenter)
     assert not row.recipe.augmenter(256, seed=0, augmentation="ssd-no-zoom-out").zoom_out
+
+
+def test_ssdlite_has_torchvisions_layout():
+    """`SSD.ssdlite(size=320)`: maps of 20, 10, 5, 3, 2, 1 cells from C4, C5 and four extras, 6 default boxes per
+    cell (3,234, torchvision's ssdlite320 count), sizes 0.2 .. 0.95 of the image, separable predictors."""
+    model = SSD.ssdlite(num_classes=4, width=0.35)
+    raw = model(tf.zeros([1, 320, 320, 3]))
+    assert raw["anchors"].shape == (3234, 4) and model.size_divisor == 32 and model.separable
+    np.testing.assert_allclose(model.box_sizes[:-1], [64, 112, 160, 208, 256, 304])

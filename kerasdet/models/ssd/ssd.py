@@ -274,6 +274,21 @@ class SSD(Detector):
                    l2_norm_levels=("conv4_3",), **defaults)
 
     @classmethod
+    def ssdlite(cls, num_classes=80, size=320, width=1.0, **kwargs):
+        """SSDLite (Sandler et al., 2018, §6.2) as torchvision's `ssdlite320_mobilenet_v3_large` lays it out, on
+        MobileNetV2: maps from the stride-16 block (C4) and the last layer (C5), four depthwise-separable extras
+        (512, 256, 256, 128 channels, stride 2), 6 default boxes per cell (ratios 2 and 3, plus the extra box) with
+        sizes 0.2 .. 0.95 of `size` (3,234 boxes at 320 px, as torchvision's); images padded to multiples of 32."""
+        trunk = MobileNetV2(alpha=width, levels=("C4", "C5"))
+        scales = [0.2 + (0.95 - 0.2) * k / 5 for k in range(6)] + [1.0]
+        defaults = dict(feature_levels=("C4", "C5"), l2_norm_levels=(),
+                        extra_layers=((256, 512, 3, 2, 1), (128, 256, 3, 2, 1), (128, 256, 3, 2, 1), (64, 128, 3, 2, 1)),
+                        box_sizes=tuple(round(s * size, 2) for s in scales), aspect_ratios=((2.0, 3.0),) * 6,
+                        separable=True, size_divisor=32)
+        defaults.update(kwargs)
+        return cls(num_classes=num_classes, backbone=trunk, **defaults)
+
+    @classmethod
     def compact(cls, num_classes, backbone="mobilenet_v2", width=None, **kwargs):
         """An SSD that trains on 2 CPU cores at 256 px: SSDLite-style (depthwise-separable predictors and extras)
         on MobileNetV2 (alpha `width`, 0.5 by default) C3-C5, or with `backbone="resnet18"` plain 3x3 predictors
