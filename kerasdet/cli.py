@@ -600,6 +600,18 @@ def _training_stream(ds, count, args, recipe, scale_range, keypoint_flip_map, fi
     return first, rest
 
 
+def _trains_family(args, name):
+    """Whether the run trains a model of family `name` (its --arch, or the --init-from / resumed model's family)."""
+    from kerasdet.models import families
+
+    if args.init_from:
+        return _model_meta(args.init_from).get("family") == name
+    try:
+        return families.family_of_arch(args.arch).name == name
+    except ValueError:
+        return False
+
+
 def _steps_per_epoch(count, batch_size, classification_images=0):
     """Full batches of an epoch: the detection images' and, apart, the classification-only images'."""
     return count // batch_size + classification_images // batch_size
@@ -658,6 +670,12 @@ def _train(args):
     # random states replace what they must
     keras.utils.set_random_seed(args.seed)
     recipe = _recipe_of(args)
+    if args.dataset.split(":")[0] == "synthetic-tree" and not _trains_family(args, "yolo9000"):
+        raise SystemExit(f"kerasdet train: --dataset {args.dataset} names WordTree nodes, which only YOLO9000 "
+                         "(--arch yolo9000-compact) trains on; other families train on synthetic")
+    if args.val_dataset and args.val_dataset.split(":")[0] == "synthetic-tree":
+        raise SystemExit("kerasdet train: --val-dataset synthetic-tree labels some classes only by their parent; "
+                         "score on the leaf-labelled synthetic:val")
     with_masks = "masks" in recipe.needs
     # a fine-tune keeps the model's label order for a VOC folder of (some of) its classes: label i stays class i
     prefer = _model_meta(args.init_from).get("class_names") if args.init_from else None
@@ -921,6 +939,9 @@ def _evaluate(model, dataset_spec, images, image_size, batch_size, split, progre
     `tables` holds the instance-segmentation and keypoint metrics of a model that outputs masks / keypoints and
     `tables["class_names"]` the dataset's class names. `class_names` names a VOC / YOLO folder's labels (default:
     its own, in the model's order where they are the model's classes)."""
+    if dataset_spec.split(":")[0] == "synthetic-tree":
+        raise SystemExit(f"kerasdet: {dataset_spec!r} labels some classes only by their parent node (YOLO9000's "
+                         "training data); score a model on the leaf-labelled split instead, e.g. synthetic:test")
     from kerasdet.metrics import coco_evaluate, voc_evaluate
     from kerasdet.metrics.coco import KEYPOINT_STATS
 

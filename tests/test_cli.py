@@ -452,7 +452,10 @@ def test_yolo9000_joint_training_resumes_and_evaluates_leaf_classes(tmp_path):
     per_class = json.loads((tmp_path / "eval" / "metrics.json").read_text())["per_class"]
     assert [row["name"] for row in per_class] == list(meta["class_names"])
     for args in (["--arch", "yolo9000-compact", "--dataset", "synthetic"],
-                 ["--arch", "yolo-v2-compact", "--dataset", "synthetic", "--classification-images", "4"]):
+                 ["--arch", "yolo-v2-compact", "--dataset", "synthetic", "--classification-images", "4"],
+                 ["--arch", "yolo-v2-compact", "--dataset", "synthetic-tree"]):
         with pytest.raises(SystemExit) as stop:
             cli.main(["train", *args, "--train-images", "4", "--epochs", "1", "--out", str(tmp_path / "bad")])
-        assert stop.value.code == 2 or "synthetic-tree" in str(stop.value)
+        assert "synthetic-tree" in str(stop.value), stop.value
+    with pytest.raises(SystemExit, match="synthetic:test"):
+        cli.main(["evaluate", "--model", str(run), "--dataset", "synthetic-tree:test", "--images", "2"])

@@ -45,7 +45,7 @@ class Darknet19(FeatureBackbone):
     convolution is not part of it. `"C4"` is the 26x26x512 map at 416 px that YOLOv2's passthrough reads,
     `"C5"` the 13x13x1024 map it detects on. The network stops after the highest requested level.
     Inputs are scaled to [-1, 1] (darknet scales to [0, 1]; with batch norm after the first convolution the two
-    differ only by the first layer's bias, which darknet `.weights` import will fold).
+    differ only by the first batch norm's statistics, which an import of darknet `.weights` would have to fold).
 
     Reference: J. Redmon, A. Farhadi, "YOLO9000: Better, Faster, Stronger", CVPR 2017, §3 and Table 6.
 
@@ -76,7 +76,7 @@ class Darknet19(FeatureBackbone):
         images = keras.Input(shape=input_shape, name="images")
         x = ImagePreprocessing("tf", name="preprocessing")(images)
         outputs = {}
-        last_stage = 2 + max(int(level[1]) for level in levels)
+        last_stage = 1 + max(int(level[1]) for level in levels)  # C_k ends stage k + 1
         for stage, convs in enumerate(DARKNET19_STAGES[:last_stage], start=1):
             if stage > 1:
                 x = keras.layers.MaxPooling2D(2, strides=2, padding="same", name=f"pool{stage - 1}")(x)

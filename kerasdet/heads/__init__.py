@@ -4,6 +4,7 @@ keypoint heads of Mask R-CNN."""
 
 from kerasdet.heads.anchor_targets import assign_anchor_targets, ignore_crowd_overlaps
 from kerasdet.heads.dense_head import conv_tower, per_level_outputs
+from kerasdet.heads.grid_targets import slot_owners
 from kerasdet.heads.keypoint_head import KeypointHead
 from kerasdet.heads.mask_head import MaskHead
 from kerasdet.heads.proposal_sampler import ProposalSampler
@@ -20,4 +21,5 @@ __all__ = [
     "conv_tower",
     "ignore_crowd_overlaps",
     "per_level_outputs",
+    "slot_owners",
 ]

@@ -85,6 +85,7 @@ def test_predictions_descend_the_tree():
     model = _model(score_threshold=0.0)
     image = np.random.default_rng(2).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
     out = model.predict(image, verbose=0)
+    assert out["num_detections"].sum() > 0
     raw = model(image)
     flat = tf.reshape(raw["predictions"], [2, -1, 10]).numpy()
     for b in range(2):
@@ -98,6 +99,17 @@ def test_predictions_descend_the_tree():
             assert gaps[k] < 1e-6, (b, d)
             np.testing.assert_allclose(path, math.exp(_path_log_p(flat[b, k, 5:], node)), rtol=1e-5)
             assert path > 0.5 or node in (0, 1)
+
+
+def test_an_image_with_a_classification_row_trains_no_detection_term():
+    """Box rows beside a classification row: the image is a classification image (no coordinate term)."""
+    model = _model()
+    images = tf.zeros([1, 64, 64, 3])
+    y = {"boxes": np.array([[[4, 4, 30, 30], [-1, -1, -1, -1]]], np.float32), "nodes": np.array([[2, 3]])}
+    targets = model.standardize_targets(y, images)
+    predictions = np.random.default_rng(3).normal(0, 1, (1, 4, 4, 5, 10)).astype(np.float32)
+    got = model.detection_losses(images, targets, {"predictions": tf.constant(predictions)})
+    assert float(got["coord_loss"]) == 0.0 and float(got["class_loss"]) > 0
 
 
 def test_node_targets_are_checked_against_the_tree():

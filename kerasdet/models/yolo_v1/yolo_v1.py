@@ -1,4 +1,5 @@
-"""YOLO (Redmon et al., 2016): an S x S grid, B boxes and C class probabilities per cell, from fully connected layers."""
+"""YOLO (Redmon et al., 2016): an S x S grid, B boxes and C class probabilities per cell, from fully connected
+layers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import keras
 import tensorflow as tf
 
 from kerasdet.backbones._common import ImagePreprocessing
+from kerasdet.heads.grid_targets import slot_owners
 from kerasdet.models.detector import Detector
 from kerasdet.ops.boxes import clip_boxes, iou
 
@@ -29,7 +31,8 @@ def _check_layers(layers):
             continue
         if (not isinstance(spec, (list, tuple)) or len(spec) != 3
                 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in spec)):
-            raise ValueError(f"`conv_layers[{i}]` must be (filters, kernel, stride) as positive ints or 'M'; got {spec!r}")
+            raise ValueError(f"`conv_layers[{i}]` must be (filters, kernel, stride) as positive ints or 'M'; "
+                             f"got {spec!r}")
         out.append(tuple(spec))
     if not any(spec != "M" for spec in out):
         raise ValueError("`conv_layers` needs at least one convolution")
@@ -50,7 +53,8 @@ class YOLOv1(Detector):
     error: so does the loss here, on the softmax).
 
     Loss (§2.2, eq. 3), summed over the grid and averaged over images: an object belongs to the cell holding its
-    centre (the later object when two share one), and in that cell to the predictor whose current box has the
+    centre (the later one when two share a cell; darknet v1 keeps the first after shuffling the objects: either is
+    an arbitrary pick by the data's order), and in that cell to the predictor whose current box has the
     highest IoU with it ("responsible"):
     `lambda_coord * [(x - x*)^2 + (y - y*)^2 + (sqrt(w) - sqrt(w*))^2 + (sqrt(h) - sqrt(h*))^2]` and
     `(C - IoU)^2` for the responsible predictor, `lambda_noobj * C^2` for every other predictor, and
@@ -222,7 +226,6 @@ class YOLOv1(Detector):
         hw = tf.cast(tf.shape(images)[1:3], tf.float32)
         batch = tf.shape(predictions)[0]
         boxes, labels = targets["boxes"], targets["labels"]
-        num_objects = tf.shape(labels)[1]
         valid = labels >= 0
         if targets.get("is_crowd") is not None:
             valid &= ~targets["is_crowd"]
@@ -230,11 +233,8 @@ class YOLOv1(Detector):
         col = tf.clip_by_value(tf.cast(tf.floor(centre[..., 0] / hw[1] * s), tf.int32), 0, s - 1)
         row = tf.clip_by_value(tf.cast(tf.floor(centre[..., 1] / hw[0] * s), tf.int32), 0, s - 1)
         cell = tf.where(valid, row * s + col, -1)
-        # the object (the last one, as darknet's label grid) of each cell, -1 for none
-        rows = tf.range(num_objects)[None, :] + tf.zeros_like(cell)
-        flat = tf.where(cell >= 0, cell + tf.range(batch)[:, None] * s * s, batch * s * s)
-        owner = tf.math.unsorted_segment_max(tf.reshape(rows, [-1]), tf.reshape(flat, [-1]), batch * s * s + 1)[:-1]
-        owner = tf.reshape(owner, [batch, s * s])
+        # the object of each cell (the last one when several share it), -1 for none
+        owner = slot_owners(cell, s * s)
         has_object = owner >= 0
         truth = tf.gather(boxes, tf.maximum(owner, 0), batch_dims=1)                        # [B, S*S, 4]
         truth_labels = tf.gather(labels, tf.maximum(owner, 0), batch_dims=1)

@@ -9,10 +9,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasdet.backbones.darknet import Darknet19
 from kerasdet.layers.hierarchical_softmax import HierarchicalSoftmax
 from kerasdet.layers.word_tree import WordTree
-from kerasdet.models.yolo_v2.yolo_v2 import SHAPES_ANCHORS_STRIDE16, VOC_ANCHORS, YOLOv2
+from kerasdet.models.yolo_v2.yolo_v2 import YOLOv2
 
 
 @keras.saving.register_keras_serializable(package="kerasdet")
@@ -53,6 +52,10 @@ class YOLO9000(YOLOv2):
         ...                          class_names=kerasdet.data.synthetic.class_names())
         >>> model.predict(images)["nodes"].shape
         (B, 100)
+
+    The classification-only prediction is picked by P(node) alone, as the paper words it ("the bounding box that
+    predicts the highest probability for that class"). An image with a classification row trains no detection
+    term, even if it also has box rows.
     """
 
     extra_output_keys = ("nodes", "node_scores")
@@ -95,24 +98,15 @@ class YOLO9000(YOLOv2):
 
     @classmethod
     def paper_config(cls, num_classes, word_tree, anchors=None, width=1.0, **kwargs):
-        """YOLO9000 on Darknet-19 (the paper's model: YOLOv2's network, 3 anchors in the released model; here the
-        5 VOC anchors unless `anchors` is given)."""
-        trunk = Darknet19(levels=("C4", "C5"), width=width)
-        defaults = dict(feature_level="C5", passthrough_level="C4", anchors=anchors or VOC_ANCHORS,
-                        head_channels=max(8, int(round(1024 * width))),
-                        passthrough_channels=max(4, 4 * int(round(16 * width))))
-        defaults.update(kwargs)
-        return cls(num_classes=num_classes, word_tree=word_tree, backbone=trunk, **defaults)
+        """YOLO9000 on Darknet-19: `YOLOv2.paper_config()`'s network (the released YOLO9000 uses 3 anchors; here the
+        5 VOC anchors unless `anchors` is given) with the tree-sized class output."""
+        return super().paper_config(num_classes=num_classes, anchors=anchors, width=width, word_tree=word_tree,
+                                    **kwargs)
 
     @classmethod
     def compact(cls, num_classes, word_tree, width=0.5, **kwargs):
         """`YOLOv2.compact()`'s network (256 px, stride 16) with the tree-sized class output."""
-        trunk = Darknet19(levels=("C3", "C4"), width=width)
-        defaults = dict(feature_level="C4", passthrough_level="C3", anchors=SHAPES_ANCHORS_STRIDE16,
-                        head_channels=max(8, int(round(512 * width))),
-                        passthrough_channels=max(4, 4 * int(round(16 * width))))
-        defaults.update(kwargs)
-        return cls(num_classes=num_classes, word_tree=word_tree, backbone=trunk, **defaults)
+        return super().compact(num_classes=num_classes, width=width, word_tree=word_tree, **kwargs)
 
     # -- targets --------------------------------------------------------------------------------------
 
@@ -155,7 +149,8 @@ class YOLO9000(YOLOv2):
             nodes = tf.cast(given, tf.int32)
         checks = [
             tf.debugging.assert_less(nodes, self.word_tree.num_nodes, message=(
-                f"`y['nodes']` must lie in [-1, {self.word_tree.num_nodes}) (the WordTree's nodes); a node is too large")),
+                f"`y['nodes']` must lie in [-1, {self.word_tree.num_nodes}) (the WordTree's nodes); a node is too "
+                "large")),
             tf.debugging.assert_greater_equal(nodes, -1, message=(
                 "`y['nodes']` must lie in [-1, tree size): -1 is the only padding value")),
         ]
@@ -226,9 +221,11 @@ class YOLO9000(YOLOv2):
         nodes = detections["labels"]
         cand_nodes, path, objectness = self._tree_predictions(raw)
         cand_scores = objectness * path
-        same = (tf.equal(detections["scores"][:, :, None], cand_scores[:, None, :])
-                & tf.equal(nodes[:, :, None], cand_nodes[:, None, :]))                          # [B, D, K]
-        index = tf.argmax(tf.cast(same, tf.int32), axis=-1, output_type=tf.int32)
+        # the candidate of the same node whose score is nearest the kept one (they are equal: NMS keeps scores as they
+        # are; nearest rather than equal, so that a recomputation rounding differently cannot miss it)
+        gap = tf.abs(detections["scores"][:, :, None] - cand_scores[:, None, :])                # [B, D, K]
+        gap = tf.where(tf.equal(nodes[:, :, None], cand_nodes[:, None, :]), gap, float("inf"))
+        index = tf.argmin(gap, axis=-1, output_type=tf.int32)
         node_scores = tf.where(nodes >= 0, tf.gather(path, index, batch_dims=1), 0.0)
         table = tf.constant(self._node_to_class, tf.int32)
         labels = tf.where(nodes >= 0, tf.gather(table, tf.maximum(nodes, 0)), -1)

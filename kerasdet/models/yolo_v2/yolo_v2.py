@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from kerasdet.backbones.darknet import Darknet19, darknet_conv
 from kerasdet.coders.yolo_coder import YoloCoder
+from kerasdet.heads.grid_targets import slot_owners
 from kerasdet.layers.anchor_generator import YOLO_V2_COCO_ANCHORS, YOLO_V2_VOC_ANCHORS
 from kerasdet.layers.space_to_depth import ORDERS, SpaceToDepth
 from kerasdet.models.detector import Detector
@@ -191,7 +192,7 @@ class YOLOv2(Detector):
         """The paper's YOLOv2 on Darknet-19 (416 px: a 13x13 grid, passthrough from the 26x26 map), with the
         released VOC anchors (`COCO_ANCHORS` for COCO: pass `anchors=`)."""
         trunk = Darknet19(levels=("C4", "C5"), width=width)
-        defaults = dict(feature_level="C5", passthrough_level="C4", anchors=anchors or VOC_ANCHORS,
+        defaults = dict(feature_level="C5", passthrough_level="C4", anchors=VOC_ANCHORS if anchors is None else anchors,
                         head_channels=max(8, int(round(1024 * width))),
                         passthrough_channels=max(4, 4 * int(round(16 * width))))
         defaults.update(kwargs)
@@ -251,7 +252,7 @@ class YOLOv2(Detector):
 
     def train_step(self, data):
         logs = super().train_step(data)
-        x, _ = self._unpack(data)
+        x = keras.utils.unpack_x_y_sample_weight(data)[0]
         self.images_seen.assign_add(tf.cast(tf.shape(self.split_inputs(x)[0])[0], tf.float32))
         return logs
 
@@ -284,25 +285,19 @@ class YOLOv2(Detector):
         num_predictions = shape[1] * shape[2] * num_anchors
         predictions = tf.reshape(grid, [batch, num_predictions, 5 + self.class_outputs])
         boxes, labels = targets["boxes"], targets["labels"]
-        num_objects = tf.shape(labels)[1]
         pred_boxes = self._flat_boxes(grid)
         objectness = tf.sigmoid(predictions[..., 4])
         xy = tf.sigmoid(predictions[..., 0:2])
         wh = predictions[..., 2:4]
 
         # which object (the last, as darknet) each prediction is responsible for: -1 for none
-        slot = self.responsibilities(targets, shape[1:3])                                       # [B, M]
-        rows = tf.range(num_objects)[None, :] + tf.zeros_like(slot)
-        flat = tf.where(slot >= 0, slot + tf.range(batch)[:, None] * num_predictions, batch * num_predictions)
-        owner = tf.math.unsorted_segment_max(tf.reshape(rows, [-1]), tf.reshape(flat, [-1]),
-                                             batch * num_predictions + 1)[:-1]
-        owner = tf.reshape(owner, [batch, num_predictions])
+        owner = slot_owners(self.responsibilities(targets, shape[1:3]), num_predictions)       # [B, K]
         responsible = owner >= 0
         owner = tf.maximum(owner, 0)
         truth = tf.gather(boxes, owner, batch_dims=1)                                           # [B, K, 4]
-        resp = tf.cast(responsible, tf.float32)
         # images that train the detection terms (YOLO9000's classification-only images do not)
         detecting = self._detection_images(targets, batch)[:, None]
+        resp = tf.cast(responsible, tf.float32) * detecting
 
         # objectness: the best IoU with any object (crowd regions included) decides whether a non-responsible
         # prediction is a negative
