@@ -22,6 +22,7 @@ RELEASED = {
     "mask_rcnn_resnet18_shapes": "mask_rcnn_resnet18_shapes",
     "retinanet_resnet18_shapes": "retinanet_resnet18_shapes",
     "ssd_resnet18_shapes": "ssd_resnet18_shapes",
+    "yolo_v2_shapes": "yolo_v2_shapes",
 }
 
 

@@ -71,3 +71,16 @@ def test_bad_inputs_name_the_problem():
         SpaceToDepth(2)(tf.zeros([1, 4, 4, 6]))
     with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match="multiples of block_size"):
         SpaceToDepth(2)(tf.zeros([1, 5, 4, 8]))
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 8, 8), (1, 8, 16, 8), (1, 12, 12, 8)])
+def test_both_orders_keep_content_in_place_on_a_larger_map(shape):
+    """Content at the top-left of a larger map gives the same outputs over it in either order: darknet's reorg is a
+    fixed permutation of channels and sub-pixels, whatever the map's size (not a size-dependent shuffle)."""
+    rng = np.random.default_rng(5)
+    content = rng.normal(size=(1, 8, 8, 8)).astype(np.float32)
+    larger = rng.normal(size=shape).astype(np.float32)
+    larger[:, :8, :8] = content
+    for order in ("darknet", "tensorflow"):
+        layer = SpaceToDepth(2, order=order)
+        np.testing.assert_array_equal(layer(content).numpy(), layer(larger).numpy()[:, :4, :4])
