@@ -434,7 +434,7 @@ def test_training_in_mixed_bfloat16(tmp_path):
     assert {layer.dtype_policy.compute_dtype for layer in half._flatten_layers() if layer.weights} == {"bfloat16"}
 
 
-def test_yolo9000_joint_training_resumes_and_evaluates_leaf_classes(tmp_path):
+def test_yolo9000_joint_training_resumes_and_evaluates_leaf_classes(tmp_path, capsys):
     """`--arch yolo9000-compact --dataset synthetic-tree --classification-images N`: detection and classification-only
     batches in one epoch (the step count holds both), a resumed run goes on, and `evaluate` on the leaf-labelled
     split scores the leaf classes (detections that stop at an inner node name no class). A tree-less dataset or
@@ -454,8 +454,12 @@ def test_yolo9000_joint_training_resumes_and_evaluates_leaf_classes(tmp_path):
     for args in (["--arch", "yolo9000-compact", "--dataset", "synthetic"],
                  ["--arch", "yolo-v2-compact", "--dataset", "synthetic", "--classification-images", "4"],
                  ["--arch", "yolo-v2-compact", "--dataset", "synthetic-tree"]):
+        capsys.readouterr()
         with pytest.raises(SystemExit) as stop:
-            cli.main(["train", *args, "--train-images", "4", "--epochs", "1", "--out", str(tmp_path / "bad")])
-        assert "synthetic-tree" in str(stop.value), stop.value
-    with pytest.raises(SystemExit, match="synthetic:test"):
+            cli.main(["train", *args, "--train-images", "4", "--batch-size", "2", "--epochs", "1",
+                      "--out", str(tmp_path / "bad")])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and "synthetic-tree" in err, (args, err)
+    with pytest.raises(SystemExit) as stop:
         cli.main(["evaluate", "--model", str(run), "--dataset", "synthetic-tree:test", "--images", "2"])
+    assert stop.value.code == 2 and "synthetic:test" in capsys.readouterr().err
