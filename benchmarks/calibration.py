@@ -85,13 +85,24 @@ def background_offset(logits: np.ndarray, fraction: float = CANDIDATE_FRACTION, 
     def share(b):
         return fraction_above(logits + b * shift, objects, threshold)
 
-    low, high = -64.0, 64.0
-    if not share(high) <= fraction <= share(low):
-        raise ValueError(f"no background bias in [-64, 64] leaves {fraction:.2%} of the object scores above {threshold}")
+    try:
+        return offset_for_share(share, fraction, -64.0, 64.0)
+    except ValueError:
+        raise ValueError(f"no background bias in [-64, 64] leaves {fraction:.2%} of the object scores above "
+                         f"{threshold}") from None
+
+
+def offset_for_share(share, fraction: float, low: float, high: float) -> float:
+    """The offset `b` in [low, high] at which `share(b)` (monotonic in `b`, rising or falling) crosses `fraction`:
+    bisection, returning the end of the last bracket where `share` is at most `fraction`."""
+    rising = share(high) >= share(low)
+    below, above = (low, high) if rising else (high, low)
+    if not share(below) <= fraction <= share(above):
+        raise ValueError(f"no offset in [{low}, {high}] gives a share of {fraction}")
     for _ in range(60):
-        mid = 0.5 * (low + high)
+        mid = 0.5 * (below + above)
         if share(mid) > fraction:
-            low = mid
+            above = mid
         else:
-            high = mid
-    return high
+            below = mid
+    return below

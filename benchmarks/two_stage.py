@@ -148,7 +148,7 @@ def capture_call(layer: keras.layers.Layer, run):
 def set_batch_norm_statistics(backbone: keras.Model, images) -> None:
     """Sets the moving statistics of every BatchNormalization of `backbone` to its batch statistics on `images`
     (torch_peer.set_batch_norm_statistics does the same to torchvision's), then freezes them again."""
-    norms = [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    norms = [layer for layer in backbone._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
     saved = [(layer.trainable, layer.momentum) for layer in norms]
     for layer in norms:
         layer.trainable, layer.momentum = True, 0.0  # moving = batch statistics after one step

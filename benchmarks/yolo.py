@@ -46,6 +46,9 @@ tf.config.threading.set_inter_op_parallelism_threads(1)
 
 import keras  # noqa: E402
 
+from benchmarks.calibration import offset_for_share  # noqa: E402
+from benchmarks.two_stage import set_batch_norm_statistics  # noqa: E402  (same thread counts as set above)
+
 from benchmarks.timing import (  # noqa: E402
     Case, detector_parser, machine_description, markdown_table, print_over_limit, run_cases, write_section,
 )
@@ -81,31 +84,8 @@ def build_peer(size: int):
     return peer
 
 
-def _batch_norm_statistics(model, images) -> None:
-    """Moving statistics of every BatchNormalization of `model` set to its batch statistics on `images`."""
-    norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
-    saved = [layer.momentum for layer in norms]
-    for layer in norms:
-        layer.momentum = 0.0
-    model(images, training=True)
-    for layer, momentum in zip(norms, saved):
-        layer.momentum = momentum
-
-
-def _shift_for_fraction(share, fraction=CANDIDATE_FRACTION) -> float:
-    """The offset `b` (bisection in [-40, 40]) at which `share(b)`, which rises with `b`, equals `fraction`."""
-    low, high = -40.0, 40.0
-    for _ in range(60):
-        mid = 0.5 * (low + high)
-        if share(mid) > fraction:
-            high = mid
-        else:
-            low = mid
-    return low
-
-
 def calibrate_ours(model: YOLOv2, images) -> dict:
-    _batch_norm_statistics(model, images)
+    set_batch_norm_statistics(model, images)
     layer = model.predictor
     kernel, bias = layer.get_weights()
     layer.set_weights([kernel, np.zeros_like(bias)])
@@ -119,7 +99,7 @@ def calibrate_ours(model: YOLOv2, images) -> dict:
     def share(b):
         return float(((1 / (1 + np.exp(-(objectness + b))))[:, None] * probabilities > SCORE_THRESHOLD).mean())
 
-    shift = _shift_for_fraction(share)
+    shift = offset_for_share(share, CANDIDATE_FRACTION, -40.0, 40.0)
     scale = np.ones(per_anchor)
     offset = np.zeros(per_anchor)
     scale[:4] = 0.5 / raw[:, :4].std(0)
@@ -132,7 +112,7 @@ def calibrate_ours(model: YOLOv2, images) -> dict:
 
 
 def calibrate_peer(peer, images) -> dict:
-    _batch_norm_statistics(peer, images)
+    set_batch_norm_statistics(peer, images)
     names = [f"yolo_v8_head_{i}_class_3_conv" for i in (1, 2, 3)]
     layers = [peer.get_layer(n) for n in names]
     for layer in layers:
@@ -147,7 +127,7 @@ def calibrate_peer(peer, images) -> dict:
     def share(b):
         return float((1 / (1 + np.exp(-(z + b))) > SCORE_THRESHOLD).mean())
 
-    shift = _shift_for_fraction(share)
+    shift = offset_for_share(share, CANDIDATE_FRACTION, -40.0, 40.0)
     for layer in layers:
         kernel, bias = layer.get_weights()
         layer.set_weights([kernel / std, np.full_like(bias, -mean / std + shift)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import math
 import re
 
 import keras
@@ -131,6 +132,29 @@ def _real_number(value, name):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"`{name}` must be a number; got {type(value).__name__} {value!r}")
     return float(value)
+
+
+def checked_indices(given, upper, fractional, too_large, below):
+    """`given` (class or node indices, -1 padding) as int32, with graph checks that raise `fractional` for a
+    non-whole float (0.7 or 1.9 would be truncated to an index: refused instead), `too_large` for an index >= `upper`
+    and `below` for one below -1 (the messages name the key)."""
+    given = tf.convert_to_tensor(given)
+    integral = []
+    if given.dtype.is_floating:
+        integral = [tf.debugging.assert_equal(given, tf.round(given), message=fractional)]
+    with tf.control_dependencies(integral):
+        indices = tf.cast(given, tf.int32)
+    checks = [tf.debugging.assert_less(indices, upper, message=too_large),
+              tf.debugging.assert_greater_equal(indices, -1, message=below)]
+    with tf.control_dependencies(checks):
+        return tf.identity(indices)
+
+
+def check_finite_scales(**scales):
+    """Each keyword a loss weight: a finite number >= 0 (not a bool), else ValueError naming it."""
+    for name, value in scales.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+            raise ValueError(f"`{name}` must be a finite number >= 0; got {value!r}")
 
 
 def _warn_if_unit_range(images):
@@ -407,26 +431,19 @@ class Detector(keras.Model):
         _check_targets(targets, images.shape[0])
         out = StandardTargets(targets)
         boxes = tf.cast(targets["boxes"], tf.float32)
-        given = tf.convert_to_tensor(targets["labels"])
-        integral = []
-        if given.dtype.is_floating:  # 0.7 or 1.9 would be truncated to a class: refused instead
-            integral = [tf.debugging.assert_equal(given, tf.round(given), message=(
-                "`y['labels']` must hold whole class indices; got a fractional label"))]
-        with tf.control_dependencies(integral):
-            labels = tf.cast(given, tf.int32)
+        labels = checked_indices(
+            targets["labels"], self.num_classes,
+            fractional="`y['labels']` must hold whole class indices; got a fractional label",
+            too_large=(f"`y['labels']` must lie in [-1, {self.num_classes}) for a model with "
+                       f"num_classes={self.num_classes}; a label is too large (do the dataset's classes match the "
+                       "model's?)"),
+            below="`y['labels']` must lie in [-1, num_classes): -1 is the only padding value; got a label below -1")
         hw = tf.cast(tf.shape(images)[1:3], tf.float32)
         if self.bounding_box_format != "xyxy":
             converted = convert_format(boxes, self.bounding_box_format, "xyxy", height=hw[0], width=hw[1])
             boxes = tf.where(labels[..., None] >= 0, converted, -1.0)
-        checks = [
-            tf.debugging.assert_less(labels, self.num_classes, message=(
-                f"`y['labels']` must lie in [-1, {self.num_classes}) for a model with num_classes={self.num_classes}; "
-                "a label is too large (do the dataset's classes match the model's?)")),
-            tf.debugging.assert_greater_equal(labels, -1, message=(
-                "`y['labels']` must lie in [-1, num_classes): -1 is the only padding value; got a label below -1")),
-            tf.debugging.assert_all_finite(boxes, message="`y['boxes']` holds NaN or infinite values"),
-        ]
-        with tf.control_dependencies(checks):
+        with tf.control_dependencies([tf.debugging.assert_all_finite(
+                boxes, message="`y['boxes']` holds NaN or infinite values")]):
             boxes, labels = self._drop_degenerate(boxes, labels, hw)
         # one padding row more, so that gathers by matched index stay valid when an image batch has no rows (M = 0)
         out["boxes"] = tf.pad(boxes, [[0, 0], [0, 1], [0, 0]], constant_values=-1.0)

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from tests.reference.boxes import giou_pair
+from tests.reference.boxes import giou_pair, iou_pair
 
 
 def _sigmoid(x):
@@ -127,14 +127,6 @@ def ssd_multibox_loss(anchors, gt_boxes, gt_labels, logits, deltas, neg_pos_rati
     return class_loss, box_loss / n
 
 
-def _iou_xyxy(a, b):
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def yolo_v2_region_loss(predictions, gt_boxes, gt_labels, anchors, stride, image_hw, ignore_threshold=0.6,
                         object_scale=5.0, noobject_scale=1.0, class_scale=1.0, coord_scale=1.0, prior_scale=0.0):
     """YOLOv2's loss as darknet's region layer computes it, one prediction at a time (float64).
@@ -181,12 +173,12 @@ def yolo_v2_region_loss(predictions, gt_boxes, gt_labels, anchors, stride, image
                         scale = coord_scale * (2.0 - w * h / (height_px * width_px))
                         coord += scale * ((sx - tx) ** 2 + (sy - ty) ** 2 + (t[2] - math.log(w / pw)) ** 2
                                           + (t[3] - math.log(h / ph)) ** 2)
-                        obj += object_scale * (so - _iou_xyxy(pred, box)) ** 2
+                        obj += object_scale * (so - iou_pair(pred, box)) ** 2
                         logits = np.array(t[5:], np.float64)
                         log_z = logits.max() + math.log(np.exp(logits - logits.max()).sum())
                         cls += class_scale * (log_z - logits[int(gt_labels[b, m])])
                     else:
-                        best_iou = max([_iou_xyxy(pred, box) for _, box in truths], default=0.0)
+                        best_iou = max([iou_pair(pred, box) for _, box in truths], default=0.0)
                         if best_iou <= ignore_threshold:
                             noobj += noobject_scale * so ** 2
                         prior += prior_scale * ((sx - 0.5) ** 2 + (sy - 0.5) ** 2 + t[2] ** 2 + t[3] ** 2)
@@ -225,7 +217,7 @@ def yolo_v1_loss(predictions, gt_boxes, gt_labels, grid, boxes_per_cell, image_h
                 noobj += lambda_noobj * sum(conf ** 2 for _, conf, _ in preds)
                 continue
             box = gt_boxes[b, owner[c]]
-            ious = [_iou_xyxy(pbox, box) for pbox, _, _ in preds]
+            ious = [iou_pair(pbox, box) for pbox, _, _ in preds]
             best = int(np.argmax(ious))
             tx = (box[0] + box[2]) / 2 / width * s - col
             ty = (box[1] + box[3]) / 2 / height * s - row

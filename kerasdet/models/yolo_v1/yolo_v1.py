@@ -3,14 +3,13 @@ layers."""
 
 from __future__ import annotations
 
-import math
 
 import keras
 import tensorflow as tf
 
 from kerasdet.backbones._common import ImagePreprocessing
 from kerasdet.heads.grid_targets import slot_owners
-from kerasdet.models.detector import Detector
+from kerasdet.models.detector import Detector, check_finite_scales
 from kerasdet.ops.boxes import clip_boxes, iou
 
 #: the paper's network (Figure 3) as (filters, kernel, stride) per convolution, "M" for a 2x2 stride-2 max pool:
@@ -134,10 +133,9 @@ class YOLOv1(Detector):
             raise ValueError(f"`hidden_units` must be a positive int or None; got {hidden_units!r}")
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise ValueError(f"`dropout` must be in [0, 1); got {dropout!r}")
-        for name, value in (("width", width), ("lambda_coord", lambda_coord), ("lambda_noobj", lambda_noobj)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf \
-                    or (name == "width" and value == 0):
-                raise ValueError(f"`{name}` must be a finite number >= 0 (width > 0); got {value!r}")
+        check_finite_scales(width=width, lambda_coord=lambda_coord, lambda_noobj=lambda_noobj)
+        if width == 0:
+            raise ValueError(f"`width` must be a finite number > 0; got {width!r}")
         self.input_size = input_size
         self.conv_layers = conv_layers
         self.boxes_per_cell = boxes_per_cell

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from kerasdet.layers.hierarchical_softmax import HierarchicalSoftmax
 from kerasdet.layers.word_tree import WordTree
+from kerasdet.models.detector import checked_indices
 from kerasdet.models.yolo_v2.yolo_v2 import YOLOv2
 
 
@@ -140,22 +141,11 @@ class YOLO9000(YOLOv2):
             else:
                 raise ValueError("YOLO9000 targets must be a dict with 'boxes' [B, M, 4] and 'nodes' [B, M] "
                                  "(WordTree node indices, -1 padding) or 'labels'")
-        given = tf.convert_to_tensor(targets["nodes"])
-        integral = []
-        if given.dtype.is_floating:
-            integral = [tf.debugging.assert_equal(given, tf.round(given), message=(
-                "`y['nodes']` must hold whole WordTree node indices"))]
-        with tf.control_dependencies(integral):
-            nodes = tf.cast(given, tf.int32)
-        checks = [
-            tf.debugging.assert_less(nodes, self.word_tree.num_nodes, message=(
-                f"`y['nodes']` must lie in [-1, {self.word_tree.num_nodes}) (the WordTree's nodes); a node is too "
-                "large")),
-            tf.debugging.assert_greater_equal(nodes, -1, message=(
-                "`y['nodes']` must lie in [-1, tree size): -1 is the only padding value")),
-        ]
-        with tf.control_dependencies(checks):
-            nodes = tf.identity(nodes)
+        size = self.word_tree.num_nodes
+        nodes = checked_indices(
+            targets["nodes"], size, fractional="`y['nodes']` must hold whole WordTree node indices",
+            too_large=f"`y['nodes']` must lie in [-1, {size}) (the WordTree's nodes); a node is too large",
+            below="`y['nodes']` must lie in [-1, tree size): -1 is the only padding value")
         boxes = tf.cast(targets["boxes"], tf.float32)
         image_level = tf.reduce_all(tf.equal(boxes, -1.0), axis=-1) & (nodes >= 0)                # [B, M]
         detection_labels = tf.where((nodes >= 0) & ~image_level, 0, -1)

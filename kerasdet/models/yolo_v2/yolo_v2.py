@@ -3,7 +3,6 @@ prediction, objectness with an ignore threshold, and the prior-pull term of the 
 
 from __future__ import annotations
 
-import math
 
 import keras
 import numpy as np
@@ -14,7 +13,7 @@ from kerasdet.coders.yolo_coder import YoloCoder
 from kerasdet.heads.grid_targets import slot_owners
 from kerasdet.layers.anchor_generator import YOLO_V2_COCO_ANCHORS, YOLO_V2_VOC_ANCHORS
 from kerasdet.layers.space_to_depth import ORDERS, SpaceToDepth
-from kerasdet.models.detector import Detector
+from kerasdet.models.detector import Detector, check_finite_scales
 from kerasdet.ops.boxes import clip_boxes, iou
 
 #: the released VOC and COCO models' anchors (darknet's cfgs), in grid units of stride 32
@@ -148,11 +147,8 @@ class YOLOv2(Detector):
                 raise ValueError(f"`{name}` must be a non-negative int (head_channels positive); got {value!r}")
         if passthrough_level is not None and passthrough_channels % 4:
             raise ValueError(f"`passthrough_channels` must be a multiple of 4 (the reorg); got {passthrough_channels}")
-        for name, value in (("object_scale", object_scale), ("noobject_scale", noobject_scale),
-                            ("class_scale", class_scale), ("coord_scale", coord_scale),
-                            ("prior_pull_scale", prior_pull_scale)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-                raise ValueError(f"`{name}` must be a finite number >= 0; got {value!r}")
+        check_finite_scales(object_scale=object_scale, noobject_scale=noobject_scale, class_scale=class_scale,
+                            coord_scale=coord_scale, prior_pull_scale=prior_pull_scale)
         if isinstance(ignore_threshold, bool) or not isinstance(ignore_threshold, (int, float)) \
                 or not 0 <= ignore_threshold <= 1:
             raise ValueError(f"`ignore_threshold` must be in [0, 1]; got {ignore_threshold!r}")
