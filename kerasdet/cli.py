@@ -16,6 +16,7 @@ the weights) for `evaluate`, `predict` and `export`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -639,23 +640,71 @@ def _mixed_epoch(ds, count, classification, args, augmenter, seed):
                                                 tf.data.Dataset.from_tensor_slices(order.astype(np.int64)))
 
 
+def _is_chief():
+    from kerasdet.models.distribution import is_chief
+
+    return is_chief()
+
+
+def _worker_index():
+    return int(json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0))
+
+
+def _training_strategy(args):
+    """The tf.distribute strategy of `--strategy` (None without it), made before TensorFlow makes its devices; the
+    combinations it cannot train are refused first."""
+    if args.cpu_replicas is not None and not args.strategy:
+        raise SystemExit("kerasdet train: --cpu-replicas applies with --strategy")
+    if not args.strategy:
+        return None
+    for flag, value, why in (("--alternating", args.alternating, "four trainings in one command"),
+                             ("--precision mixed_float16", args.precision == "mixed_float16",
+                              "its loss scale; use mixed_bfloat16 or float32"),
+                             ("--val-dataset", args.val_dataset and args.strategy == "multi_worker",
+                              "scoring needs every worker; evaluate the run afterwards")):
+        if value:
+            raise SystemExit(f"kerasdet train: --strategy {args.strategy} does not take {flag} ({why})")
+    from kerasdet.models.distribution import make_strategy
+
+    try:
+        strategy = make_strategy(args.strategy, cpu_replicas=args.cpu_replicas)
+    except (ValueError, RuntimeError) as err:
+        raise SystemExit(f"kerasdet train: --strategy {args.strategy}: {err}") from None
+    replicas = strategy.num_replicas_in_sync
+    if args.batch_size % replicas:
+        raise SystemExit(f"kerasdet train: --batch-size {args.batch_size} (the global batch) must be a multiple of the "
+                         f"{replicas} replicas")
+    print(f"[train] --strategy {args.strategy}: {replicas} replicas, {args.batch_size // replicas} images each of "
+          f"the global batch of {args.batch_size}", flush=True)
+    return strategy
+
+
 def _train(args):
     _quiet_tensorflow()
     if args.init_from and args.backbone_from:
         raise SystemExit("kerasdet train: give --init-from (the whole model) or --backbone-from (shared variables of a "
                          "new --arch model), not both")
+    resume_from, seconds_before = None, 0.0
+    if args.resume:
+        args, resume_from, seconds_before = _resume_state(args)
+    if args.checkpoint_every < 0:
+        raise SystemExit(f"kerasdet train: --checkpoint-every must be >= 0; got {args.checkpoint_every}")
+    strategy = _training_strategy(args)  # before anything makes TensorFlow's devices
+    # under a strategy the model, its optimizer and its training are made in the strategy's scope
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        return _train_run(args, strategy, resume_from, seconds_before)
+
+
+def _train_run(args, strategy, resume_from, seconds_before):
     import keras
     import numpy as np
 
     from kerasdet.models import families
     from kerasdet.zoo import weights as weights_io
 
-    resume_from, seconds_before = None, 0.0
-    if args.resume:
-        args, resume_from, seconds_before = _resume_state(args)
-    if args.checkpoint_every < 0:
-        raise SystemExit(f"kerasdet train: --checkpoint-every must be >= 0; got {args.checkpoint_every}")
     out = pathlib.Path(args.out)
+    if strategy is not None and not _is_chief():
+        out = out / f"worker-{_worker_index()}"  # every worker keeps a whole run folder; the chief's is --out
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     if resume_from is None:
         from kerasdet.models.run_checkpoints import FORMAT
@@ -770,6 +819,13 @@ def _train(args):
                 raise SystemExit(f"kerasdet train: --freeze {args.freeze}: {err}") from None
             print(f"[train] frozen: {args.freeze}; {sum(int(np.prod(v.shape)) for v in model.trainable_weights):,} "
                   "weights train", flush=True)
+        if strategy is not None:
+            from kerasdet.models.distribution import prepare_for_replicas
+
+            try:
+                prepare_for_replicas(model)
+            except ValueError as err:
+                raise SystemExit(f"kerasdet train: --strategy {args.strategy}: {err}") from None
         _compile_for(model, args, steps, recipe)
         if resume_from is not None:
             model.optimizer.build(model.trainable_variables)
@@ -1376,6 +1432,14 @@ def build_parser():
     t.add_argument("--checkpoint-every", type=int, default=200, metavar="STEPS",
                    help="steps between checkpoints inside an epoch (the newest two kept; 0: epoch ends only; "
                         "--alternating runs keep no checkpoints and do not resume)")
+    t.add_argument("--strategy", choices=("mirrored", "multi_worker"), default=None,
+                   help="train one model on several replicas with tf.distribute: mirrored (this machine's GPUs, or "
+                        "--cpu-replicas logical CPU devices) or multi_worker (the cluster in TF_CONFIG; run the same "
+                        "command on every worker). --batch-size is the global batch, split over the replicas; "
+                        "see docs/scaling.md")
+    t.add_argument("--cpu-replicas", type=int, default=None, metavar="N",
+                   help="with --strategy on a machine without GPUs: split the CPU into N logical devices, one replica "
+                        "each (for trying a strategy out; it does not add compute)")
     t.add_argument("--deterministic", action="store_true",
                    help="TensorFlow's deterministic ops (tf.config.experimental.enable_op_determinism): a run, and a "
                         "run killed and resumed, give the same weights every time")

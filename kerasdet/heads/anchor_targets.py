@@ -5,6 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from kerasdet.ops.boxes import area
+from kerasdet.ops.replicas import sum_over_replicas
 
 #: a negative anchor covered at least this much by a crowd region is ignored instead
 CROWD_IOA_THRESHOLD = 0.5
@@ -58,7 +59,8 @@ def assign_anchor_targets(matcher, anchors, targets, image_hw=None, border_toler
         (the matched class for positives, -1 otherwise); `"indices"` int32 `[B, A]` (the matched
         ground-truth row for positives, -1 otherwise); `"boxes"` float32 `[B, A, 4]` (the matched
         box for positives, the anchor itself otherwise, so that encoding stays finite);
-        `"positive"` and `"valid"` float32 `[B, A]` weights; `"num_positive"` float32 (at least 1).
+        `"positive"` and `"valid"` float32 `[B, A]` weights; `"num_positive"` float32 (at least 1; the count in the
+        global batch when a `tf.distribute` strategy splits it over replicas).
 
     Example:
         >>> out = assign_anchor_targets(BoxMatcher(), anchors, {"boxes": boxes, "labels": labels})
@@ -94,5 +96,6 @@ def assign_anchor_targets(matcher, anchors, targets, image_hw=None, border_toler
         "boxes": tf.where(positive[..., None], matched_boxes, anchor_boxes),
         "positive": positive_f,
         "valid": tf.cast(tf.not_equal(states, -1), tf.float32),
-        "num_positive": tf.maximum(tf.reduce_sum(positive_f), 1.0),
+        # over the global batch under a tf.distribute strategy (each replica holds a share of it)
+        "num_positive": tf.maximum(sum_over_replicas(tf.reduce_sum(positive_f)), 1.0),
     }

@@ -14,6 +14,7 @@ import tensorflow as tf
 from kerasdet.models._non_finite_guard import GuardState, StopOnNonFiniteStep, non_finite_error
 from kerasdet.ops.boxes import clip_boxes, convert_format
 from kerasdet.ops.nms import batched_non_max_suppression
+from kerasdet.ops.replicas import num_replicas, sum_over_replicas
 
 
 def _check_images(images, name="images"):
@@ -96,6 +97,38 @@ def _eager_input_checks(model, x, y=None):
             _check_targets(named, images.shape[0])
     if y is not None:
         model.check_target_values(y)
+
+
+def _for_workers(logs):
+    """A step's logs as Keras' `fit` / `evaluate` can reduce them under MultiWorkerMirroredStrategy: Keras 3 reduces
+    each value with `strategy.reduce("MEAN", value, axis=0)` there, which fails on a scalar, so each becomes `[1]` (the
+    mean over the workers and that axis is the value again: the loss logged is the global batch's on every worker)."""
+    if not isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+        return logs
+    return {k: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v for k, v in logs.items()}
+
+
+def _apply_over_replicas(optimizer, gradients, variables):
+    """The update of one model trained on several replicas: the gradients summed over the replicas (each the gradient
+    of its share of the global loss), clipped as the optimizer clips (by the whole batch's norm, as on one device;
+    Keras would clip each replica's share before summing), then applied. Keras' optimizer sums what it is given over
+    the replicas once more, so each replica gives it a 1/R share of the clipped sum; the optimizer's own clipping
+    leaves such a share as it is (its norm is at most the limit / R). The optimizer's settings are only read here:
+    the replicas run this in parallel threads, and one replica changing them would change what the others trace."""
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        raise ValueError("training on several replicas takes float32 or mixed_bfloat16, not mixed_float16: the loss "
+                         "scale would be applied after the gradients were clipped over the replicas")
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync
+    present = [i for i, g in enumerate(gradients) if g is not None]
+    summed = context.all_reduce(tf.distribute.ReduceOp.SUM, [gradients[i] for i in present])
+    if optimizer.clipnorm:
+        summed = [tf.clip_by_norm(g, optimizer.clipnorm) for g in summed]
+    elif optimizer.global_clipnorm:
+        summed = tf.clip_by_global_norm(summed, optimizer.global_clipnorm)[0]
+    elif optimizer.clipvalue:
+        summed = [tf.clip_by_value(g, -optimizer.clipvalue, optimizer.clipvalue) for g in summed]
+    optimizer.apply_gradients(zip([g / replicas for g in summed], [variables[i] for i in present]))
 
 
 def _check_targets(y, batch=None):
@@ -337,6 +370,10 @@ class Detector(keras.Model):
     #: True for families whose `call` takes `image_sizes` (int `[B, 2]`, each image's height and width before
     #: padding; `__call__` passes them) to keep proposals inside each image's own pixels
     takes_image_sizes: bool = False
+    #: True for families whose loss normalisers are global under a `tf.distribute` strategy (summed over the replicas,
+    #: `kerasdet.ops.replicas`) and whose training step keeps no per-replica state: their replicas train one model,
+    #: the one single-device training on the global batch trains (`kerasdet train --strategy`; docs/scaling.md)
+    trains_on_replicas: bool = False
 
     def __init__(self, num_classes, class_names=None, score_threshold=0.05, nms_iou_threshold=0.5,
                  max_detections=100, bounding_box_format="xyxy", **kwargs):
@@ -705,6 +742,23 @@ class Detector(keras.Model):
             self.__dict__["_guard_state"] = state
         return state
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras builds a model made under a strategy from the first batch averaged over the replicas with an eager
+        # `strategy.reduce`, which MultiWorkerMirroredStrategy cannot do on the batch's per-replica images: the first
+        # replica's share is taken instead (only its shapes and dtypes matter for the build)
+        strategy = getattr(self, "_distribute_strategy", None)
+        if strategy is None or iterator is None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        for _, _, it in iterator:
+            batch = next(it)
+            break
+        else:
+            return super()._maybe_symbolic_build(data_batch=data_batch)
+        data_batch = tf.nest.map_structure(
+            lambda v: strategy.experimental_local_results(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v,
+            batch)
+        return super()._maybe_symbolic_build(data_batch=data_batch)
+
     def fit(self, x=None, y=None, *args, stop_on_non_finite=True, first_batch=0, **kwargs):
         """`keras.Model.fit`, with the targets checked and, unless `stop_on_non_finite=False`, training stopped by
         a `FloatingPointError` naming the batch at the first step whose loss or gradients are not finite (that
@@ -769,7 +823,9 @@ class Detector(keras.Model):
         with tf.GradientTape() as tape:  # control dependencies keep reads and the forward pass's writes in order
             raw = self(x, training=True, targets=y)
             loss = self.compute_loss(x, y, raw, training=True)
-            self._loss_tracker.update_state(loss)
+            # under a strategy each replica's loss is its share of the global batch's (global normalisers): the sum
+            # is the loss single-device training logs
+            self._loss_tracker.update_state(sum_over_replicas(loss))
             scaled = self.optimizer.scale_loss(loss) if self.optimizer is not None else loss
         variables = self.trainable_weights
         gradients = tape.gradient(scaled, variables)
@@ -778,9 +834,13 @@ class Detector(keras.Model):
         images = tf.convert_to_tensor(self.split_inputs(x)[0])
         gate = [_ensure_finite(images, "x (images)")] if images.dtype.is_floating else []
         with tf.control_dependencies(gate):
-            guard.apply_if_finite(self, loss, gradients, variables, snapshot)
+            if num_replicas() > 1:  # one model on several replicas (the guard is off under a strategy)
+                _apply_over_replicas(self.optimizer, gradients, variables)
+            else:
+                guard.apply_if_finite(self, loss, gradients, variables, snapshot)
         # detection metrics (COCO AP...) are updated in evaluate() only, not on every training batch
-        return {k: v for m in self.metrics if m not in self._detection_metrics for k, v in _result(m).items()}
+        return _for_workers({k: v for m in self.metrics if m not in self._detection_metrics
+                             for k, v in _result(m).items()})
 
     def test_step(self, data):
         """Loss terms with the targets in the forward pass; detection metrics from `detect` on the images, fed
@@ -795,7 +855,7 @@ class Detector(keras.Model):
             detections = self.detect(x)
             for metric in self._detection_metrics:
                 metric.update_state(given, detections)
-        return self.get_metrics_result()
+        return _for_workers(self.get_metrics_result())
 
     def _term_tracker(self, name):
         if name not in self.loss_terms:
@@ -819,7 +879,7 @@ class Detector(keras.Model):
         for name, value in terms.items():
             tracker = self._term_tracker(name)
             if tracker is not None:
-                tracker.update_state(value)
+                tracker.update_state(sum_over_replicas(value))
         if self.losses:
             total = total + tf.add_n([tf.cast(v, tf.float32) for v in self.losses])
         return total

@@ -76,6 +76,7 @@ class RetinaNet(Detector):
     """
 
     loss_terms = ("class_loss", "box_loss")
+    trains_on_replicas = True
 
     def __init__(
         self,

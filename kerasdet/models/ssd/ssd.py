@@ -118,6 +118,7 @@ class SSD(Detector):
     """
 
     loss_terms = ("class_loss", "box_loss")
+    trains_on_replicas = True
 
     def __init__(
         self,

@@ -11,6 +11,7 @@ from kerasdet.backbones._common import ImagePreprocessing
 from kerasdet.heads.grid_targets import slot_owners
 from kerasdet.models.detector import Detector, check_finite_scales
 from kerasdet.ops.boxes import clip_boxes, iou
+from kerasdet.ops.replicas import sum_over_replicas
 
 #: the paper's network (Figure 3) as (filters, kernel, stride) per convolution, "M" for a 2x2 stride-2 max pool:
 #: 24 convolutions, stride 64 (7x7 at 448 px)
@@ -96,6 +97,7 @@ class YOLOv1(Detector):
     """
 
     loss_terms = ("coord_loss", "object_loss", "noobject_loss", "class_loss")
+    trains_on_replicas = True
 
     def __init__(
         self,
@@ -261,7 +263,7 @@ class YOLOv1(Detector):
         probabilities = tf.nn.softmax(predictions[..., 5 * nb:], axis=-1)
         one_hot = tf.one_hot(tf.maximum(truth_labels, 0), self.num_classes)
         class_loss = tf.reduce_sum(cell_f * tf.reduce_sum(tf.square(probabilities - one_hot), -1))
-        n = tf.cast(batch, tf.float32)
+        n = sum_over_replicas(tf.cast(batch, tf.float32))  # the global batch's images under a tf.distribute strategy
         return {"coord_loss": coord_loss / n, "object_loss": object_loss / n, "noobject_loss": noobject_loss / n,
                 "class_loss": class_loss / n}
 
