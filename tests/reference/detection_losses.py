@@ -188,7 +188,7 @@ def yolo_v2_region_loss(predictions, gt_boxes, gt_labels, anchors, stride, image
 def yolo_v1_loss(predictions, gt_boxes, gt_labels, grid, boxes_per_cell, image_hw, lambda_coord=5.0,
                  lambda_noobj=0.5):
     """YOLO's eq. 3 one cell and one predictor at a time (float64). `predictions` [B, S*S, 5 nb + C] raw outputs
-    (per predictor x, y, sqrt w, sqrt h, confidence; then class logits, softmaxed); an object belongs to the cell
+    (per predictor x, y, sqrt w, sqrt h, confidence; then the C class probabilities); an object belongs to the cell
     of its centre (a later object replaces an earlier one there) and to the predictor of highest IoU with it.
     Returns (coord, object, noobject, class) divided by B."""
     b_count = predictions.shape[0]
@@ -228,9 +228,7 @@ def yolo_v1_loss(predictions, gt_boxes, gt_labels, grid, boxes_per_cell, image_h
                     obj += (conf - ious[j]) ** 2
                 else:
                     noobj += lambda_noobj * conf ** 2
-            logits = np.array(p[5 * nb:], np.float64)
-            probs = np.exp(logits - logits.max())
-            probs /= probs.sum()
+            probs = np.array(p[5 * nb:], np.float64)     # the class probabilities are the outputs themselves
             target = np.zeros_like(probs)
             target[int(gt_labels[b, owner[c]])] = 1.0
             cls += float(((probs - target) ** 2).sum())

@@ -49,8 +49,9 @@ class YOLOv1(Detector):
     then a fully connected layer of `hidden_units` (leaky ReLU, dropout `dropout`; None leaves it out, as Fast YOLO)
     and a linear one with `S * S * (5 B + C)` outputs. `x, y` are the box centre's offsets in its cell, `w, h`
     fractions of the image (the network predicts their square roots, so that an error matters more in a small box
-    than in a large one); the class probabilities are a softmax per cell (the paper regresses them with squared
-    error: so does the loss here, on the softmax).
+    than in a large one); the class probabilities are linear outputs regressed with squared error to the one-hot
+    class, as eq. 3 and darknet's detection layer (`softmax=0` in the released cfgs) do; decoding clips them to
+    [0, 1].
 
     Loss (§2.2, eq. 3), summed over the grid and averaged over images: an object belongs to the cell holding its
     centre (the later one when two share a cell; darknet v1 keeps the first after shuffling the objects: either is
@@ -87,7 +88,7 @@ class YOLOv1(Detector):
 
     Returns (`call`):
         dict `{"predictions": [B, S * S, 5 B + C]}` (cells in row-major order; per cell B x (x, y, sqrt w, sqrt h,
-        confidence), then C class logits).
+        confidence), then C class probabilities).
 
     Example:
         >>> model = YOLOv1.compact(num_classes=10)
@@ -260,7 +261,7 @@ class YOLOv1(Detector):
         coord_loss = self.lambda_coord * tf.reduce_sum(responsible * coord)
         object_loss = tf.reduce_sum(responsible * tf.square(confidence - overlaps))
         noobject_loss = self.lambda_noobj * tf.reduce_sum((1.0 - responsible) * tf.square(confidence))
-        probabilities = tf.nn.softmax(predictions[..., 5 * nb:], axis=-1)
+        probabilities = predictions[..., 5 * nb:]  # linear outputs regressed to the one-hot class (darknet: softmax=0)
         one_hot = tf.one_hot(tf.maximum(truth_labels, 0), self.num_classes)
         class_loss = tf.reduce_sum(cell_f * tf.reduce_sum(tf.square(probabilities - one_hot), -1))
         n = sum_over_replicas(tf.cast(batch, tf.float32))  # the global batch's images under a tf.distribute strategy
@@ -271,7 +272,7 @@ class YOLOv1(Detector):
         predictions = raw["predictions"]
         hw = tf.cast(tf.shape(images)[1:3], tf.float32)
         boxes, confidence = self._decode(predictions, hw)
-        probabilities = tf.nn.softmax(predictions[..., 5 * self.boxes_per_cell:], axis=-1)       # [B, S*S, C]
+        probabilities = tf.clip_by_value(predictions[..., 5 * self.boxes_per_cell:], 0.0, 1.0)   # [B, S*S, C]
         scores = tf.clip_by_value(confidence, 0.0, 1.0)[..., None] * probabilities[:, :, None, :]
         boxes = clip_boxes(tf.reshape(boxes, [tf.shape(boxes)[0], -1, 4]), hw)
         return boxes, tf.reshape(scores, [tf.shape(scores)[0], -1, self.num_classes])
