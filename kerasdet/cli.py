@@ -484,12 +484,13 @@ def cmd_train(args):
         raise SystemExit(f"kerasdet train: --epochs must be at least 1; got {args.epochs}")
     if args.batch_size < 1:
         raise SystemExit(f"kerasdet train: --batch-size must be at least 1; got {args.batch_size}")
-    out = None if args.resume else pathlib.Path(args.out)
+    out = None if args.resume else _own_run_folder(args)
     fresh = out is not None and not out.exists()
     try:
         return _train(args)
     except BaseException:
-        if fresh and out.exists() and not any((out / "checkpoints").glob("*.weights.h5")):
+        # (a chief's folder may hold other workers' folders: nothing is removed once a checkpoint exists below it)
+        if fresh and out.exists() and not any(out.rglob("*.weights.h5")):
             import shutil
 
             shutil.rmtree(out, ignore_errors=True)
@@ -640,21 +641,27 @@ def _mixed_epoch(ds, count, classification, args, augmenter, seed):
                                                 tf.data.Dataset.from_tensor_slices(order.astype(np.int64)))
 
 
-def _is_chief():
+def _own_run_folder(args):
+    """The run folder this process writes: `--out` (or the folder given to `--resume`), except for a worker of a
+    `--strategy multi_worker` cluster other than the chief, whose new run goes to `--out/worker-<index>` (resumed,
+    the folder given is already its own)."""
+    out = pathlib.Path(args.out)
+    if args.resume or getattr(args, "strategy", None) != "multi_worker":
+        return out
     from kerasdet.models.distribution import is_chief
 
-    return is_chief()
-
-
-def _worker_index():
-    return int(json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0))
+    if is_chief():
+        return out
+    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    return out / f"{task.get('type', 'worker')}-{int(task.get('index', 0))}"
 
 
 def _training_strategy(args):
     """The tf.distribute strategy of `--strategy` (None without it), made before TensorFlow makes its devices; the
     combinations it cannot train are refused first."""
-    if args.cpu_replicas is not None and not args.strategy:
-        raise SystemExit("kerasdet train: --cpu-replicas applies with --strategy")
+    if args.cpu_replicas is not None and args.strategy != "mirrored":
+        raise SystemExit("kerasdet train: --cpu-replicas applies with --strategy mirrored (a multi_worker cluster "
+                         "runs one replica per worker process)")
     if not args.strategy:
         return None
     for flag, value, why in (("--alternating", args.alternating, "four trainings in one command"),
@@ -692,19 +699,17 @@ def _train(args):
     strategy = _training_strategy(args)  # before anything makes TensorFlow's devices
     # under a strategy the model, its optimizer and its training are made in the strategy's scope
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        return _train_run(args, strategy, resume_from, seconds_before)
+        return _train_run(args, strategy=strategy, resume_from=resume_from, seconds_before=seconds_before)
 
 
-def _train_run(args, strategy, resume_from, seconds_before):
+def _train_run(args, *, strategy, resume_from, seconds_before):
     import keras
     import numpy as np
 
     from kerasdet.models import families
     from kerasdet.zoo import weights as weights_io
 
-    out = pathlib.Path(args.out)
-    if strategy is not None and not _is_chief():
-        out = out / f"worker-{_worker_index()}"  # every worker keeps a whole run folder; the chief's is --out
+    out = _own_run_folder(args)  # every worker keeps a whole run folder; the chief's is --out
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     if resume_from is None:
         from kerasdet.models.run_checkpoints import FORMAT
@@ -1438,8 +1443,8 @@ def build_parser():
                         "command on every worker). --batch-size is the global batch, split over the replicas; "
                         "see docs/scaling.md")
     t.add_argument("--cpu-replicas", type=int, default=None, metavar="N",
-                   help="with --strategy on a machine without GPUs: split the CPU into N logical devices, one replica "
-                        "each (for trying a strategy out; it does not add compute)")
+                   help="with --strategy mirrored on a machine without GPUs: split the CPU into N logical devices, one "
+                        "replica each (for trying the strategy out; it does not add compute)")
     t.add_argument("--deterministic", action="store_true",
                    help="TensorFlow's deterministic ops (tf.config.experimental.enable_op_determinism): a run, and a "
                         "run killed and resumed, give the same weights every time")

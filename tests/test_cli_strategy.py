@@ -53,7 +53,7 @@ def test_a_family_with_per_replica_normalisers_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_mirrored_and_two_worker_runs_train_the_same_weights(tmp_path):
+def test_mirrored_and_two_worker_runs_train_and_the_workers_agree_to_the_bit(tmp_path):
     """The same command with --strategy mirrored --cpu-replicas 2, and on 2 worker processes: every worker writes a
     whole run folder (the chief's at --out, worker 1's in --out/worker-1), and the two workers' weights are the same
     to the bit."""

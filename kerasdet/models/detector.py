@@ -103,21 +103,29 @@ def _for_workers(logs):
     """A step's logs as Keras' `fit` / `evaluate` can reduce them under MultiWorkerMirroredStrategy: Keras 3 reduces
     each value with `strategy.reduce("MEAN", value, axis=0)` there, which fails on a scalar, so each becomes `[1]` (the
     mean over the workers and that axis is the value again: the loss logged is the global batch's on every worker)."""
-    if not isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+    strategy = tf.distribute.get_strategy()
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) \
+            or not strategy.extended._in_multi_worker_mode():  # Keras' own test for that reduction
         return logs
     return {k: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v for k, v in logs.items()}
 
 
-def _apply_over_replicas(optimizer, gradients, variables):
+def _apply_over_replicas(model, gradients, variables):
     """The update of one model trained on several replicas: the gradients summed over the replicas (each the gradient
     of its share of the global loss), clipped as the optimizer clips (by the whole batch's norm, as on one device;
     Keras would clip each replica's share before summing), then applied. Keras' optimizer sums what it is given over
     the replicas once more, so each replica gives it a 1/R share of the clipped sum; the optimizer's own clipping
-    leaves such a share as it is (its norm is at most the limit / R). The optimizer's settings are only read here:
-    the replicas run this in parallel threads, and one replica changing them would change what the others trace."""
-    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        raise ValueError("training on several replicas takes float32 or mixed_bfloat16, not mixed_float16: the loss "
-                         "scale would be applied after the gradients were clipped over the replicas")
+    leaves such a share as it is (its norm is at most the limit / R). This costs a second all-reduce of the
+    gradients per step. The optimizer's settings are only read here: the replicas run this in parallel threads,
+    and one replica changing them would change what the others trace."""
+    if not getattr(model, "_prepared_for_replicas", False):
+        raise ValueError(f"{type(model).__name__} is training on {num_replicas()} replicas without "
+                         "kerasdet.models.distribution.prepare_for_replicas(model): its loss normalisers and batch "
+                         "norms would be per replica (docs/scaling.md)")
+    optimizer = model.optimizer
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) or optimizer.loss_scale_factor is not None:
+        raise ValueError("training on several replicas takes float32 or mixed_bfloat16 without loss scaling (not "
+                         "mixed_float16, nor `loss_scale_factor`): the gradients would be clipped while still scaled")
     context = tf.distribute.get_replica_context()
     replicas = context.num_replicas_in_sync
     present = [i for i, g in enumerate(gradients) if g is not None]
@@ -835,7 +843,7 @@ class Detector(keras.Model):
         gate = [_ensure_finite(images, "x (images)")] if images.dtype.is_floating else []
         with tf.control_dependencies(gate):
             if num_replicas() > 1:  # one model on several replicas (the guard is off under a strategy)
-                _apply_over_replicas(self.optimizer, gradients, variables)
+                _apply_over_replicas(self, gradients, variables)
             else:
                 guard.apply_if_finite(self, loss, gradients, variables, snapshot)
         # detection metrics (COCO AP...) are updated in evaluate() only, not on every training batch
@@ -848,7 +856,7 @@ class Detector(keras.Model):
         x, y = self._unpack(data)
         raw = self(x, training=False, targets=y)
         loss = self.compute_loss(x, y, raw, training=False)
-        self._loss_tracker.update_state(loss)
+        self._loss_tracker.update_state(sum_over_replicas(loss))
         if self._detection_metrics:
             given = keras.utils.unpack_x_y_sample_weight(data)[1]
             given = {("labels" if k == "classes" and "labels" not in given else k): v for k, v in given.items()}
@@ -880,8 +888,8 @@ class Detector(keras.Model):
             tracker = self._term_tracker(name)
             if tracker is not None:
                 tracker.update_state(sum_over_replicas(value))
-        if self.losses:
-            total = total + tf.add_n([tf.cast(v, tf.float32) for v in self.losses])
+        if self.losses:  # (a share of them on each replica: the replicas' losses sum to the global batch's)
+            total = total + tf.add_n([tf.cast(v, tf.float32) for v in self.losses]) / float(num_replicas())
         return total
 
     @property

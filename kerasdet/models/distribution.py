@@ -76,9 +76,11 @@ def make_strategy(kind: str, cpu_replicas: int | None = None):
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"TF_CONFIG must be JSON with cluster.worker and task (docs/scaling.md); got {config!r}") \
             from err
-    if not isinstance(workers, list) or not workers or task.get("type") != "worker" \
-            or not 0 <= int(task.get("index", -1)) < len(workers):
-        raise ValueError(f"TF_CONFIG: task {task!r} is not one of the {len(workers)} workers of its cluster")
+    members = cluster["cluster"].get(task.get("type"), []) if isinstance(task, dict) else []
+    if not isinstance(workers, list) or not workers or task.get("type") not in ("worker", "chief") \
+            or not isinstance(members, list) or not 0 <= int(task.get("index", -1)) < len(members):
+        raise ValueError(f"TF_CONFIG: task {task!r} is not one of the workers (or the chief) of its cluster "
+                         f"({len(workers)} workers)")
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
@@ -107,12 +109,16 @@ def prepare_for_replicas(model):
     Raises:
         ValueError naming the family when its training step is not written for replicas yet.
     """
+    if not hasattr(keras.layers.BatchNormalization, "_moments"):  # the hook `_global_batch_statistics` replaces
+        raise RuntimeError(f"Keras {keras.__version__}'s BatchNormalization has no `_moments`: kerasdet cannot "
+                           "make its batch norms use the global batch's statistics")
     if not getattr(model, "trains_on_replicas", False):
         raise ValueError(f"{type(model).__name__} does not train on several replicas yet: its loss normalisers or "
                          "its training state are per replica (families that do: RetinaNet, SSD, YOLO v1, Fast YOLO)")
     for layer in model._flatten_layers(include_self=False):
         if isinstance(layer, keras.layers.BatchNormalization):
             _global_batch_statistics(layer)
+    object.__setattr__(model, "_prepared_for_replicas", True)  # Detector.train_step refuses replicas without it
     return model
 
 

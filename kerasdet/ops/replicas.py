@@ -44,7 +44,7 @@ def sum_over_replicas(value):
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return value
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(value) if tf.is_tensor(value) else value)
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.nest.map_structure(tf.stop_gradient, value))
 
 
 def moments_over_replicas(x, axes):

@@ -124,7 +124,10 @@ def test_strategy_arguments_are_checked(monkeypatch):
         make_strategy("multi_worker")
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
                                                 "task": {"type": "worker", "index": 2}}))
-    with pytest.raises(ValueError, match="not one of the 2 workers"):
+    with pytest.raises(ValueError, match=r"not one of the workers \(or the chief\) of its cluster \(2 workers\)"):
+        make_strategy("multi_worker")
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}))
+    with pytest.raises(ValueError, match="not one of the workers"):   # a chief the cluster does not list
         make_strategy("multi_worker")
 
 
@@ -142,6 +145,27 @@ def test_the_chief_is_worker_zero_unless_the_cluster_names_one(monkeypatch):
     assert is_chief()
 
 
+def test_training_on_replicas_without_preparing_the_model_is_refused():
+    """Under a strategy with 2 replicas, `fit` on a model that `prepare_for_replicas` has not seen stops at the first
+    step with a message naming the function (fresh process: the strategy needs 2 logical devices)."""
+    program = (
+        "from kerasdet.models.distribution import make_strategy\n"
+        "strategy = make_strategy('mirrored', cpu_replicas=2)\n"
+        "import numpy as np\n"
+        "from kerasdet.models.retinanet import RetinaNet\n"
+        "with strategy.scope():\n"
+        "    model = RetinaNet.compact(num_classes=2, width=0.25)\n"
+        "    model.compile()\n"
+        "x = np.zeros((2, 128, 128, 3), np.float32)\n"
+        "y = {'boxes': np.array([[[10, 10, 50, 50]]] * 2, np.float32), 'labels': np.zeros((2, 1), np.int32)}\n"
+        "try:\n"
+        "    model.fit(x, y, batch_size=2, epochs=1, verbose=0)\n"
+        "except ValueError as err:\n"
+        "    print('REFUSED', err)\n")
+    proc = subprocess.run([sys.executable, "-c", program], env=_env(), capture_output=True, text=True, timeout=300)
+    assert "REFUSED" in proc.stdout and "prepare_for_replicas(model)" in proc.stdout, proc.stderr[-3000:]
+
+
 def test_families_with_per_replica_normalisers_are_refused():
     from kerasdet.models.faster_rcnn import FasterRCNN
     from kerasdet.models.retinanet import RetinaNet
@@ -153,3 +177,4 @@ def test_families_with_per_replica_normalisers_are_refused():
 
     norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
     assert norms and all(layer._kerasdet_global_moments for layer in norms)
+    assert model._prepared_for_replicas
