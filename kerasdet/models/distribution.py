@@ -44,6 +44,11 @@ def make_strategy(kind: str, cpu_replicas: int | None = None):
 
     Raises:
         ValueError naming `kind`, `cpu_replicas` or `TF_CONFIG`; RuntimeError when the CPU can no longer be split.
+
+    Example:
+        >>> strategy = make_strategy("mirrored", cpu_replicas=2)   # first thing in the program
+        >>> strategy.num_replicas_in_sync
+        2
     """
     if kind not in STRATEGIES:
         raise ValueError(f"`kind` must be one of {STRATEGIES}; got {kind!r}")
@@ -106,8 +111,19 @@ def prepare_for_replicas(model):
     """`model`, ready to train on the replicas of the current strategy: its family's losses must have global
     normalisers (`trains_on_replicas`), and every batch norm that trains takes the global batch's statistics.
 
+    Args:
+        model: a `Detector` built in `strategy.scope()`.
+
+    Returns:
+        The same model (`Detector.fit` on several replicas refuses one this function has not seen).
+
     Raises:
         ValueError naming the family when its training step is not written for replicas yet.
+
+    Example:
+        >>> with make_strategy("mirrored").scope():
+        ...     model = prepare_for_replicas(RetinaNet.compact(num_classes=10))
+        ...     model.compile()
     """
     if not hasattr(keras.layers.BatchNormalization, "_moments"):  # the hook `_global_batch_statistics` replaces
         raise RuntimeError(f"Keras {keras.__version__}'s BatchNormalization has no `_moments`: kerasdet cannot "
