@@ -572,9 +572,10 @@ def _epoch_seed(seed, epoch):
 
 def _training_stream(ds, count, args, recipe, scale_range, keypoint_flip_map, first_epoch, first_batch,
                      classification=None):
-    """The training batches from epoch `first_epoch`, batch `first_batch` on, as two datasets: the rest of that
-    epoch, and the epochs after it (None when there are none). Epoch e is `prepare` of the cached samples
-    shuffled and augmented with `_epoch_seed(args.seed, e)`, cut to its `count // batch_size` full batches.
+    """The training batches from epoch `first_epoch`, batch `first_batch` on: the rest of that epoch as a dataset,
+    and a function `epoch(e)` that makes epoch `e`'s dataset when its turn comes (each epoch's pipeline is built
+    only then, not all of them up front). Epoch e is `prepare` of the cached samples shuffled and augmented with
+    `_epoch_seed(args.seed, e)`, cut to its `count // batch_size` full batches.
     `classification` `(dataset, count)`: YOLO9000's classification-only images, batched apart (no augmentation)
     and mixed among the detection batches in an order drawn from the epoch's seed."""
     from kerasdet.data import prepare
@@ -595,11 +596,7 @@ def _training_stream(ds, count, args, recipe, scale_range, keypoint_flip_map, fi
             batches = recipe.make_batch_transform(args.image_size, _epoch_seed(args.seed, e))(batches, skip_batches)
         return batches
 
-    first = epoch(first_epoch, first_batch)
-    rest = None
-    for e in range(first_epoch + 1, args.epochs):
-        rest = epoch(e) if rest is None else rest.concatenate(epoch(e))
-    return first, rest
+    return epoch(first_epoch, first_batch), epoch
 
 
 def _trains_family(args, name):
@@ -784,7 +781,7 @@ def _train_run(args, *, strategy, resume_from, seconds_before):
 
             done_steps = epoch_of_legacy(resume_from) * steps_per_epoch
     initial_epoch, first_batch = divmod(done_steps, steps_per_epoch)
-    train, later = _training_stream(ds, count, args, recipe, scale_range, extras["keypoint_flip_map"], initial_epoch,
+    train, epoch_data = _training_stream(ds, count, args, recipe, scale_range, extras["keypoint_flip_map"], initial_epoch,
                                     first_batch, classification=classification)
 
     if args.init_from and resume_from is None:
@@ -814,7 +811,8 @@ def _train_run(args, *, strategy, resume_from, seconds_before):
         if resume_from is not None:
             raise SystemExit("kerasdet: --resume does not apply to --alternating runs (four steps in one command)")
         start = time.time()
-        train = train if later is None else train.concatenate(later)
+        for e in range(initial_epoch + 1, args.epochs):  # the four steps take the whole stream at once
+            train = train.concatenate(epoch_data(e))
         model = _alternating_training(model, train, args, steps, out, len(class_names), class_names)
     else:
         if args.freeze:
@@ -866,11 +864,11 @@ def _train_run(args, *, strategy, resume_from, seconds_before):
         if initial_epoch < args.epochs:
             model.fit(train, epochs=initial_epoch + 1, initial_epoch=initial_epoch, first_batch=first_batch,
                       steps_per_epoch=steps_per_epoch - first_batch, callbacks=callbacks, verbose=verbose)
-        if later is not None:
-            for callback in callbacks:  # the second fit goes on writing history.csv, not over it
-                if isinstance(callback, keras.callbacks.CSVLogger):
-                    callback.append = True
-            model.fit(later, epochs=args.epochs, initial_epoch=initial_epoch + 1, steps_per_epoch=steps_per_epoch,
+        for callback in callbacks:  # the later fits go on writing history.csv, not over it
+            if isinstance(callback, keras.callbacks.CSVLogger):
+                callback.append = True
+        for e in range(initial_epoch + 1, args.epochs):  # one fit per epoch, its pipeline made when it starts
+            model.fit(epoch_data(e), epochs=e + 1, initial_epoch=e, steps_per_epoch=steps_per_epoch,
                       callbacks=callbacks, verbose=verbose)
     weights_name = "model.weights.h5"
     stage_seconds = round(time.time() - start + seconds_before, 1)

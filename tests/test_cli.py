@@ -463,3 +463,22 @@ def test_yolo9000_joint_training_resumes_and_evaluates_leaf_classes(tmp_path, ca
     with pytest.raises(SystemExit) as stop:
         cli.main(["evaluate", "--model", str(run), "--dataset", "synthetic-tree:test", "--images", "2"])
     assert stop.value.code == 2 and "synthetic:test" in capsys.readouterr().err
+
+
+def test_the_training_stream_makes_each_epoch_when_its_turn_comes():
+    """Epoch pipelines are made one at a time (a 500-epoch run does not build 500 pipelines before its first step),
+    and epoch e's batches are the same whenever it is made."""
+    import argparse
+
+    from kerasdet.models import families
+
+    ds, _, _, extras = cli.open_dataset("synthetic", "train", 8, 64)
+    args = argparse.Namespace(seed=3, image_size=64, batch_size=4, max_boxes=8, augment=None, epochs=500)
+    recipe = families.family("retinanet").recipe
+    start = time.perf_counter()
+    first, epoch = cli._training_stream(ds.cache(), 8, args, recipe, None, extras["keypoint_flip_map"], 0, 0)
+    assert time.perf_counter() - start < 5.0
+    late = [x.numpy() for x, _ in epoch(499)]
+    again = [x.numpy() for x, _ in epoch(499)]
+    assert len(late) == 2 and all(np.array_equal(a, b) for a, b in zip(late, again))
+    assert not np.array_equal(late[0], [x.numpy() for x, _ in epoch(498)][0])
