@@ -130,12 +130,7 @@ def _apply_over_replicas(model, gradients, variables):
     replicas = context.num_replicas_in_sync
     present = [i for i, g in enumerate(gradients) if g is not None]
     summed = context.all_reduce(tf.distribute.ReduceOp.SUM, [gradients[i] for i in present])
-    if optimizer.clipnorm:
-        summed = [tf.clip_by_norm(g, optimizer.clipnorm) for g in summed]
-    elif optimizer.global_clipnorm:
-        summed = tf.clip_by_global_norm(summed, optimizer.global_clipnorm)[0]
-    elif optimizer.clipvalue:
-        summed = [tf.clip_by_value(g, -optimizer.clipvalue, optimizer.clipvalue) for g in summed]
+    summed = optimizer._clip_gradients(summed)  # the optimizer's own clipping (clipnorm, global_clipnorm or clipvalue)
     optimizer.apply_gradients(zip([g / replicas for g in summed], [variables[i] for i in present]))
 
 
