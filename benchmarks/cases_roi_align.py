@@ -1,6 +1,7 @@
 """Timing cases for RoIAlign and position-sensitive RoIAlign (kerasdet.ops._roi_align).
 
-RoIAlign of 512 rois on a 64 x 64 x 256 map to 7 x 7 bins with 2 x 2 points per bin, against the
+RoIAlign of 512 rois on a 64 x 64 x 256 map to 7 x 7 bins with 2 x 2 points per bin (rois inside the image,
+and rois centred anywhere in it, so that many cross its border), against the
 usual TensorFlow approximation of it: `tf.image.crop_and_resize` to 14 x 14 followed by a 2 x 2 average
 pool (which samples the box corners instead of the bin centres and knows neither `aligned` nor the
 torchvision border rules). Adaptive sampling (`sampling_ratio=0`, Detectron2's default) and
@@ -33,6 +34,19 @@ def _rois(rng, count):
     return np.concatenate([start, start + size], axis=1)[None].astype(np.float32)
 
 
+def _rois_across_border(rng, count):
+    """Random boxes of 32 to 512 pixels per side centred anywhere in the image, so that many cross its border."""
+    size = rng.uniform(32, 512, size=(count, 2))
+    centre = rng.uniform(0, _IMAGE, size=(count, 2))
+    return np.concatenate([centre - size / 2, centre + size / 2], axis=1)[None].astype(np.float32)
+
+
+def _crossing_share(rois):
+    """The share of rois with a corner outside the image."""
+    r = rois[0]
+    return float(np.mean((r < 0).any(-1) | (r > _IMAGE).any(-1)))
+
+
 def _peer(features, rois, bins, sampling):
     """crop_and_resize to (bins * sampling)^2 then an average pool, boxes normalised to the map."""
     size = float(_IMAGE)
@@ -63,14 +77,36 @@ def cases() -> list[Case]:
     features = tf.constant(rng.normal(size=(1, side, side, 256)).astype(np.float32))
     ps_features = tf.constant(rng.normal(size=(1, side, side, 8 * 7 * 7)).astype(np.float32))
     rois = tf.constant(_rois(rng, 512))
+    crossing = _rois_across_border(rng, 512)
+    share = _crossing_share(crossing)
+    on_end = crossing.copy()
+    on_end[0, 0] = [-16.0, 100.0, 208.0, 300.0]  # aligned, 1/16: its first column of samples lies exactly on x = -1
     return [
         _case(
             "RoIAlign 512 rois, 64x64x256, 7x7, sampling 2",
             features,
             rois,
             lambda f, r: roi_align(f, r, 7, spatial_scale=1.0 / _STRIDE, sampling_ratio=2, aligned=True),
-            1.5,
-            "exact torchvision semantics (aligned=True); the peer is the usual approximation",
+            1.2,
+            "exact torchvision semantics (aligned=True); the peer is the usual approximation; every roi inside",
+        ),
+        _case(
+            "RoIAlign 512 rois across the border, 64x64x256, 7x7, sampling 2",
+            features,
+            tf.constant(crossing),
+            lambda f, r: roi_align(f, r, 7, spatial_scale=1.0 / _STRIDE, sampling_ratio=2, aligned=True),
+            1.2,
+            f"{share:.0%} of the rois cross the image border (exact zeros beyond it; the peer extrapolates 0 "
+            "from the map's edge)",
+        ),
+        _case(
+            "RoIAlign 512 rois across the border, one with samples on -1, 64x64x256, 7x7, sampling 2",
+            features,
+            tf.constant(on_end),
+            lambda f, r: roi_align(f, r, 7, spatial_scale=1.0 / _STRIDE, sampling_ratio=2, aligned=True),
+            None,
+            "recorded only: the rois of the case above, one of them with samples exactly on the range end -1, which "
+            "takes the masked path (a second crop of that roi, and its bins written into the output)",
         ),
         _case(
             "RoIAlign 512 rois, 64x64x256, 7x7, adaptive sampling (0)",

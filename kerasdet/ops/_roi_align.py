@@ -19,14 +19,14 @@ How it is computed (exactly, not approximately): the sample points of a roi alon
 spaced, so `tf.image.crop_and_resize` with suitably normalised boxes samples exactly those points. Padding
 the map by one edge-replicated pixel on every side reproduces the clamping in `[-1, 0]` and `[H - 1, H]`.
 With a positive `sampling_ratio` one call samples the whole `(ph * s) x (pw * s)` grid of a roi and an
-`s x s` average pool makes the bins. Rois with every sample well inside `(-1, H) x (-1, W)` (the usual
-case) need nothing more. For the others (crossing or beyond the border) the range test must decide
-exactly as the reference does, also for a point exactly on -1 or H, which crop_and_resize's own
-rounding could not promise: they are sampled from a map padded by two replicated pixels and their
-samples beyond `[-1, H]` are zeroed by masks computed here. With adaptive sampling the rois are grouped
-by their grid `(grid_h, grid_w)` and each group is sampled as above with that grid. Position-sensitive
-RoIAlign turns each `(roi, bin)` pair into a box over the bin on the channel group of that bin, so it
-reads only the channels it returns. Gradients flow to `features` through `crop_and_resize`, the padding
+`s x s` average pool makes the bins. crop_and_resize reads 0 beyond the padded map, which is exactly the
+range `[-1, H]`, so rois with no sample near -1 or H (inside the map or crossing its border: the usual
+case) need nothing more. For the others the range test must decide exactly as the reference does, also for
+a point exactly on -1 or H, which crop_and_resize's own rounding could not promise: they are sampled again
+from a map padded by two replicated pixels and their samples beyond `[-1, H]` are zeroed by masks computed
+here. With adaptive sampling the rois are grouped by their grid `(grid_h, grid_w)` and each group is sampled
+as above with that grid. Position-sensitive RoIAlign turns each `(roi, bin)` pair into a box over the bin
+on the channel group of that bin, so it reads only the channels it returns. Gradients flow to `features` through `crop_and_resize`, the padding
 and the pool.
 
 `tf.image.crop_and_resize` has no XLA kernel: these functions do not run under
@@ -83,18 +83,23 @@ def _features(value, name="features"):
 # --------------------------------------------------------------------------------------------------
 # core: evenly spaced samples through crop_and_resize
 
-# A box whose extreme samples stay this far (in feature pixels) inside (-1, size) cannot have a sample
-# that crop_and_resize's own float32 arithmetic puts on the wrong side of the range test; boxes closer
-# to the border (or beyond it) take the masked path, where the range test is made here, in the order of
-# operations of the reference.
-_MARGIN = 1e-2
+# crop_and_resize recomputes each sample's position in float32 from the normalised box (a handful of roundings,
+# each within half an ulp of the largest magnitude involved). A box whose samples all stay more than
+# _MARGIN_ULPS ulps of that magnitude (the box's extreme samples and the map's size) away from -1 and from size
+# cannot have a sample that the kernel puts on the other side of the range test; boxes with a sample closer take
+# the masked path, where the range test is made here, in the order of operations of the reference. (A fixed
+# margin would be needlessly wide for a 64-cell map and too narrow for a roi that starts 1e5 cells away.)
+_MARGIN_ULPS = 64.0
+_FLOAT32_EPS = 2.0 ** -23
 
 
 def _pad_replicate(features, pad):
-    """Pads `[B, H, W, C]` by `pad` replicated pixels on each spatial side."""
-    for _ in range(pad):
-        features = tf.pad(features, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
-    return features
+    """Pads `[B, H, W, C]` by `pad` replicated pixels on each spatial side (two gathers of clamped indices: a
+    third of the time of `pad` SYMMETRIC pads; gradients of a replicated pixel add up on its edge pixel)."""
+    shape = tf.shape(features)
+    rows = tf.clip_by_value(tf.range(-pad, shape[1] + pad), 0, shape[1] - 1)
+    cols = tf.clip_by_value(tf.range(-pad, shape[2] + pad), 0, shape[2] - 1)
+    return tf.gather(tf.gather(features, rows, axis=1), cols, axis=2)
 
 
 def _sample_grid(padded, pad, box_indices, y0, dy, ny, x0, dx, nx, valid):
@@ -168,18 +173,31 @@ def _pool(crops, ph, pw, sh, sw):
     return tf.reshape(bins, tf.stack([n, ph, pw, channels]))
 
 
-def _inside(geometry, ph, pw, sh, sw, size_y, size_x):
-    """Boxes whose samples all lie well inside `(-1, size)` on both axes (safe for the fast path)."""
+def _clear_of_range_ends(geometry, ph, pw, sh, sw, size_y, size_x):
+    """Boxes none of whose samples lies within the rounding margin (`_MARGIN_ULPS`) of -1 or of `size` on either
+    axis.
+
+    For them crop_and_resize's own range test, on the map padded by one replicated pixel (which covers exactly
+    `[-1, size]`), decides every sample as the reference does: samples inside read the clamped bilinear value,
+    samples beyond read its extrapolation value 0. That holds for boxes crossing the border too; only boxes with
+    a sample (nearly) on -1 or `size` need the explicit masks. Samples are evenly spaced, so the one nearest to
+    each end is found by rounding.
+    """
     start_y, start_x, height, width, _ = geometry
 
     def axis_ok(start, extent, count, size):
         count = _float(count)
         step = extent / count
-        a = start + 0.5 * step
-        b = start + (count - 0.5) * step
-        lo = tf.minimum(a, b)
-        hi = tf.maximum(a, b)
-        return tf.logical_and(lo > -1.0 + _MARGIN, hi < size - _MARGIN)
+        first = start + 0.5 * step
+        last = first + (count - 1.0) * step
+        magnitude = tf.maximum(tf.maximum(tf.abs(first), tf.abs(last)), size + 2.0)
+        margin = _MARGIN_ULPS * _FLOAT32_EPS * magnitude
+
+        def clear_of(end):
+            nearest = tf.clip_by_value(tf.round((end - first) / step), 0.0, count - 1.0)
+            return tf.abs(first + nearest * step - end) > margin
+
+        return tf.logical_and(clear_of(-1.0), clear_of(size))
 
     return tf.logical_and(axis_ok(start_y, height, ph * sh, size_y), axis_ok(start_x, width, pw * sw, size_x))
 
@@ -187,19 +205,23 @@ def _inside(geometry, ph, pw, sh, sw, size_y, size_x):
 def _align_grid(features, padded1, padded2_fn, box_indices, geometry, ph, pw, sh, sw):
     """RoIAlign with `sh x sw` points per bin (Python ints or int32 scalars) -> `[N, ph, pw, C]`.
 
-    One crop of `(ph * sh) x (pw * sw)` points per box, then an `sh x sw` mean. Boxes with every sample
-    well inside the map are read from `padded1` (one replicated pixel per side, which reproduces the
-    clamping in `[-1, 0]` and `[H - 1, H]`). The others (crossing or beyond the border) are read from
-    `padded2_fn()` (two replicated pixels), with the range test applied as explicit masks.
+    One crop of `(ph * sh) x (pw * sw)` points per box, then an `sh x sw` mean. Boxes with no sample near -1 or
+    the map's size (inside the map or crossing its border) are read from `padded1` (one replicated pixel per side,
+    which reproduces the clamping in `[-1, 0]` and `[H - 1, H]`; crop_and_resize gives 0 beyond). The others
+    are read again from `padded2_fn()` (two replicated pixels), with the range test applied as explicit masks.
     """
     valid = geometry[4]
     size_y, size_x = _map_size(features)
-    inside = _inside(geometry, ph, pw, sh, sw, size_y, size_x)
-    fast = _pool(_grid_samples(padded1, 1, box_indices, geometry, ph, pw, sh, sw, valid & inside), ph, pw, sh, sw)
-    border = valid & tf.logical_not(inside)
+    clear = _clear_of_range_ends(geometry, ph, pw, sh, sw, size_y, size_x)
+    near_ends = valid & tf.logical_not(clear)
 
-    def with_border():
-        idx = tf.where(border)[:, 0]
+    def without_masks():
+        return _pool(_grid_samples(padded1, 1, box_indices, geometry, ph, pw, sh, sw, valid & clear), ph, pw, sh, sw)
+
+    def with_masks():
+        # made here, not shared with the other branch, so that the update below can write into it in place
+        fast = without_masks()
+        idx = tf.where(near_ends)[:, 0]
         sub = tuple(tf.gather(g, idx) for g in geometry)
         crops = _grid_samples(padded2_fn(), 2, tf.gather(box_indices, idx), sub, ph, pw, sh, sw, sub[4])
         count = tf.shape(idx)
@@ -208,13 +230,13 @@ def _align_grid(features, padded1, padded2_fn, box_indices, geometry, ph, pw, sh
         mask = tf.cast(keep_y[:, :, None, None], tf.float32) * tf.cast(keep_x[:, None, :, None], tf.float32)
         return tf.tensor_scatter_nd_update(fast, idx[:, None], _pool(crops * mask, ph, pw, sh, sw))
 
-    return tf.cond(tf.reduce_any(border), with_border, lambda: fast)
+    return tf.cond(tf.reduce_any(near_ends), with_masks, without_masks)
 
 
 def _align_fixed(features, box_indices, geometry, ph, pw, s):
     """RoIAlign with `s x s` points per bin for every box."""
     padded1 = _pad_replicate(features, 1)
-    return _align_grid(features, padded1, lambda: _pad_replicate(features, 2), box_indices, geometry, ph, pw, s, s)
+    return _align_grid(features, padded1, lambda: _pad_replicate(padded1, 1), box_indices, geometry, ph, pw, s, s)
 
 
 def _align_adaptive(features, box_indices, geometry, ph, pw):

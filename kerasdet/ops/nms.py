@@ -63,6 +63,9 @@ __all__ = ["non_max_suppression", "batched_non_max_suppression", "check_nms_opti
 _MAX_BOXES = 2**24
 # Growth of the candidate window for rows that need more candidates.
 _WINDOW_GROWTH = 4
+# Single-set NMS with `max_output_size` looks at the best max(_WINDOW_GROWTH * max_output_size, _MIN_WINDOW) boxes
+# first (see `_best_window_first`).
+_MIN_WINDOW = 256
 # Per-class NMS sorts only the candidates above the threshold when they are at most this fraction
 # of all scores (1 / _SPARSE_FRACTION); otherwise it runs top_k over every (image, class) row.
 _SPARSE_FRACTION = 128
@@ -254,11 +257,42 @@ def non_max_suppression(boxes, scores, iou_threshold=0.5, score_threshold=float(
         f"`scores` must have shape [N] with N = boxes.shape[0]; got boxes {boxes.shape} and scores {scores.shape}.",
     )
     with tf.control_dependencies(checks):
-        boxes, scores = _drop_non_finite_boxes(boxes, scores)
-        boxes = _zero_area_if_inverted(boxes)
-    limit = n_boxes if max_output_size is None else max_output_size
-    selected, _, _ = _nms_v5(boxes, scores, limit, iou_threshold, score_threshold, 0.0, pad=False)
-    return selected
+        boxes = tf.identity(boxes)
+
+    def every_box():
+        kept_boxes, kept_scores = _drop_non_finite_boxes(boxes, scores)
+        kept_boxes = _zero_area_if_inverted(kept_boxes)
+        limit = n_boxes if max_output_size is None else max_output_size
+        return _nms_v5(kept_boxes, kept_scores, limit, iou_threshold, score_threshold, 0.0, pad=False)[0]
+
+    if max_output_size is None:
+        return every_box()
+    window = max(_WINDOW_GROWTH * max_output_size, _MIN_WINDOW)
+    def window_first():
+        return _best_window_first(boxes, scores, window, max_output_size, iou_threshold, score_threshold, every_box)
+
+    if isinstance(n_boxes, int):
+        return window_first() if n_boxes > window else every_box()
+    return tf.cond(n_boxes > window, window_first, every_box)
+
+
+def _best_window_first(boxes, scores, window, max_output_size, iou_threshold, score_threshold, every_box):
+    """Greedy NMS of the `window` best-ranked boxes, or of every box when that cannot be the answer.
+
+    Greedy NMS of a prefix of the ranking is the prefix of greedy NMS of the whole ranking, so the window's result
+    is final when it already holds `max_output_size` boxes or when the window reaches a score at or below
+    `score_threshold` (every candidate is inside). `top_k` ranks equal scores by lower index, as the definition
+    does, and keeps that order, so the kernel's own tie rule (lower position first) agrees. Only the window's boxes
+    are checked for non-finite coordinates and inverted corners: the final-detection case (20,000 candidates, 100
+    kept) then costs one top_k instead of passes over every box and a kernel that queues all of them.
+    """
+    top_scores, order = tf.math.top_k(_finite_scores(scores), k=window)
+    window_boxes, window_scores = _drop_non_finite_boxes(tf.gather(boxes, order), top_scores)
+    window_boxes = _zero_area_if_inverted(window_boxes)
+    selected, _, count = _nms_v5(window_boxes, window_scores, max_output_size, iou_threshold, score_threshold, 0.0,
+                                 pad=False)
+    final = (count >= max_output_size) | (top_scores[-1] <= tf.constant(score_threshold, tf.float32))
+    return tf.cond(final, lambda: tf.gather(order, selected), every_box)
 
 
 # ----------------------------------------------------------------------------- batched: rows

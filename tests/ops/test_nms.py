@@ -110,6 +110,51 @@ def test_single_nan_and_infinite_scores():
     np.testing.assert_array_equal(nms_reference(boxes, scores, 0.5), [2, 3])
 
 
+def test_single_best_window_first_is_exact_on_both_of_its_paths(monkeypatch):
+    """With `max_output_size`, NMS first runs on the best-ranked window of boxes and falls back to every box only when
+    the window cannot hold the answer: both paths equal the reference, ties, NaN scores and non-finite boxes
+    included (a window of 4 x max_output_size boxes here, so that 40-box cases take both paths)."""
+    monkeypatch.setattr(nms_module, "_MIN_WINDOW", 1)
+    calls = []
+    kernel = nms_module._nms_v5
+    monkeypatch.setattr(nms_module, "_nms_v5", lambda *a, **k: calls.append(1) or kernel(*a, **k))
+    rng = np.random.default_rng(31)
+    paths = {1: 0, 2: 0}
+    for case in range(400):
+        n = int(rng.integers(10, 41))
+        boxes = random_boxes(rng, (n,))
+        if case % 4 == 1:  # near-copies of one box: the window keeps too few and every box is needed
+            boxes = (np.array([30, 30, 70, 80]) + rng.normal(0, 3.0, (n, 4))).astype(np.float32)
+        if case % 3 == 0:
+            boxes = _with_non_finite_boxes(rng, boxes)
+        scores = random_scores(rng, (n,), case % 2 == 0)
+        if case % 5 == 0:
+            scores[rng.random(n) < 0.1] = np.nan
+        limit = int(rng.integers(0, 8))
+        iou_thr, score_thr = float(rng.choice(IOU_THRESHOLDS)), float(rng.choice(SCORE_THRESHOLDS))
+        calls.clear()
+        got = non_max_suppression(boxes, scores, iou_thr, score_thr, limit).numpy()
+        want = nms_reference(boxes, scores, iou_thr, score_thr, limit)
+        np.testing.assert_array_equal(got, want, err_msg=f"case {case}: n={n} limit={limit}")
+        if n > 4 * limit:
+            paths[len(calls)] += 1
+    assert paths[1] > 50 and paths[2] > 15, paths  # window final / fallback to every box
+
+
+def test_single_final_detection_case_at_default_window():
+    """Thousands of candidates, few kept (a detector's last NMS): the default window, eagerly and traced."""
+    rng = np.random.default_rng(32)
+    signature = [tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None], tf.float32)]
+    for n, limit in [(3000, 100), (3000, 5), (1500, 1000)]:
+        fn = tf.function(lambda b, s: non_max_suppression(b, s, 0.5, 0.05, limit), input_signature=signature)
+        boxes = _with_non_finite_boxes(rng, random_boxes(rng, (n,)) * 10)
+        scores = random_scores(rng, (n,), n == 1500)
+        want = nms_reference(boxes, scores, 0.5, 0.05, limit)
+        assert len(want) == min(limit, len(want)) and len(want) > 0
+        np.testing.assert_array_equal(non_max_suppression(boxes, scores, 0.5, 0.05, limit).numpy(), want)
+        np.testing.assert_array_equal(fn(boxes, scores).numpy(), want)
+
+
 def test_single_in_tf_function_with_unknown_sizes():
     fn = tf.function(
         lambda b, s: non_max_suppression(b, s, 0.4, 0.2, 5),

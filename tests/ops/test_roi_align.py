@@ -325,3 +325,33 @@ def test_adaptive_sampling_of_a_huge_roi_stays_small(extent):
     out = roi_align(features, np.array([[[0.0, 0.0, extent, extent]]], np.float32), 7, 1.0, 0).numpy()
     assert out.shape == (1, 1, 7, 7, 1)
     np.testing.assert_array_equal(out, 0.0)
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+def test_samples_within_rounding_of_the_ends_and_far_away_starts_match_reference(aligned):
+    """Single samples placed 1e-6 .. 2e-2 cells before and after -1 and the map's size (the inclusive range
+    ends), and rois that start up to 1e5 cells away yet reach into the map, where crop_and_resize's own rounding
+    is largest: each is decided as the reference decides it, whichever path (crop's own range test or explicit
+    masks) the op takes."""
+    rng = np.random.default_rng(7)
+    height, width = 9, 12
+    features = rng.normal(size=(1, height, width, 2)).astype(np.float32) + 3.0
+    offset = 0.5 if aligned else 0.0
+    rows = []
+    for end_y, end_x in ((-1.0, -1.0), (height, width)):
+        for d in (-2e-2, -3e-3, -1e-4, -1e-6, 0.0, 1e-6, 1e-4, 3e-3, 2e-2):
+            for half in (0.25, 3.0, 4000.0):
+                cy, cx = end_y + d + offset, end_x - d + offset  # sample at the roi centre (1 bin, 1 sample)
+                rows.append([cx - half, cy - half, cx + half, cy + half])
+    rois = np.asarray([rows], np.float32)
+    np.testing.assert_allclose(roi_align(features, rois, 1, 1.0, 1, aligned).numpy(),
+                               ref.roi_align(features, rois, 1, 1.0, 1, aligned), atol=ATOL, rtol=0)
+    start = rng.uniform(-1e5, -1e3, size=(40, 2))
+    stop = rng.uniform(-2.0, 14.0, size=(40, 2))
+    far = np.concatenate([start, stop], -1)[None].astype(np.float32)
+    far[0, 20:] = far[0, 20:, [2, 3, 0, 1]].T * -1 + np.array([12, 9, 12, 9], np.float32)  # mirrored: beyond the size
+    np.testing.assert_allclose(roi_align(features, far, 7, 1.0, 2, aligned).numpy(),
+                               ref.roi_align(features, far, 7, 1.0, 2, aligned), atol=ATOL, rtol=0)
+    few = far[:, ::8]  # adaptive sampling reads up to 448 x 448 points of such a roi: a few are enough
+    np.testing.assert_allclose(roi_align(features, few, 7, 1.0, 0, aligned).numpy(),
+                               ref.roi_align(features, few, 7, 1.0, 0, aligned), atol=ATOL, rtol=0)
