@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/models.py                      # batches 1 and 8 at 512x512, writes RESULTS.md
     .venv/bin/python benchmarks/models.py --batches 1 --rounds 2 --image-size 128 --print-only   # quick check
     .venv/bin/python benchmarks/models.py --lineage            # images/s of every family's compact model
+    .venv/bin/python benchmarks/models.py --share --batches 8  # decoding + NMS share of each compact model
 
 `--lineage` times instead the compact model of every family (the zoo's trained weights where a model of that
 architecture is released, random weights otherwise, said in the table) on embedded test images at 256 px,
@@ -293,15 +294,16 @@ LINEAGE = (
     ("yolo-v1-compact", "yolo_v1_shapes"),
     ("fast-yolo-compact", "fast_yolo_shapes"),
     ("yolo-v2-compact", "yolo_v2_shapes"),
+    ("yolo9000-compact", "yolo9000_shapes"),
 )
 LINEAGE_START, LINEAGE_END = "<!-- lineage:start -->", "<!-- lineage:end -->"
 
 
-def lineage(args) -> int:
-    """Images per second of every family's compact model, batch 1 and 8, interleaved (see the module docstring)."""
+def _lineage_models():
+    """`({arch: model}, {arch: weights source})` for LINEAGE: the zoo's weights where released, random ones else."""
     import kerasdet
+    from kerasdet.cli import build_model
     from kerasdet.data import synthetic
-    from kerasdet.models.families import family_of_arch
 
     models, sources = {}, {}
     for arch, zoo_name in LINEAGE:
@@ -310,9 +312,18 @@ def lineage(args) -> int:
         else:
             names = list(synthetic.CLASS_NAMES)
             keypoints = synthetic.keypoint_names() if arch.startswith("mask") else None
-            models[arch] = family_of_arch(arch).archs[arch](len(names), names, keypoints=keypoints)
+            tree = synthetic.hierarchy() if arch.startswith("yolo9000") else None
+            models[arch] = build_model(arch, len(names), names, keypoints=keypoints, word_tree=tree)
             models[arch].build_for_size(256)
             sources[arch] = "random weights"
+    return models, sources
+
+
+def lineage(args) -> int:
+    """Images per second of every family's compact model, batch 1 and 8, interleaved (see the module docstring)."""
+    from kerasdet.data import synthetic
+
+    models, sources = _lineage_models()
     images, _ = synthetic.generate(max(args.batches), 256, seed=synthetic.split_seed("test"))
     images = tf.constant(images, tf.float32)
     results = {}
@@ -350,9 +361,84 @@ def lineage(args) -> int:
     return 0
 
 
+SHARE_START, SHARE_END = "<!-- share:start -->", "<!-- share:end -->"
+SHARE_LIMIT = 0.15
+
+
+def _share_fns(model, images):
+    """`{"detect": ..., "decode + final NMS": ..., "RPN proposals": ...}`: the whole `detect` and, each alone on its
+    inputs captured from one eager run, `decode_and_suppress` and (two-stage families) the RPN's proposal
+    generation (its decoding, per-level top-k and NMS)."""
+    from benchmarks.two_stage import capture_call
+
+    rpn = getattr(model, "rpn", None)
+    if rpn is not None:
+        raw, proposal_inputs = capture_call(rpn.test_proposals, lambda: model(images, training=False))
+    else:
+        raw, proposal_inputs = model(images, training=False), None
+    detect = tf.function(model.detect)
+    decode = tf.function(lambda r, x: model.decode_and_suppress(r, x))
+    fns = {"detect": lambda: detect(images), "decode + final NMS": lambda: decode(raw, images)}
+    if proposal_inputs is not None:
+        proposals = tf.function(lambda args, kwargs: rpn.test_proposals(*args, **kwargs))
+        fns["RPN proposals"] = lambda: proposals(*proposal_inputs)
+    candidates = model.decode_candidates(raw, images)[1]
+    count = float(np.sum(candidates.numpy() > model.score_threshold)) / int(images.shape[0])
+    return fns, count
+
+
+def share(args) -> int:
+    """The share of each compact model's `detect` time spent in decoding and NMS (the RPN's included), batch 8."""
+    from kerasdet.data import synthetic
+
+    models, sources = _lineage_models()
+    batch = max(args.batches)
+    images, _ = synthetic.generate(batch, 256, seed=synthetic.split_seed("test"))
+    images = tf.constant(images, tf.float32)
+    rows = []
+    for arch, model in models.items():
+        fns, count = _share_fns(model, images)
+        ms = interleaved_medians(fns, rounds=args.rounds, warmup=args.warmup)
+        post = sum(t for name, t in ms.items() if name != "detect")
+        rows.append((arch, sources[arch], ms, post / ms["detect"], count))
+        print(f"[bench] {arch}: detect {ms['detect']:.1f} ms, decoding + NMS {post:.1f} ms "
+              f"({post / ms['detect']:.1%}), {count:.0f} candidates per image", flush=True)
+    lines = ["| architecture | weights | candidates per image above the score threshold | detect (ms) | "
+             "decode + final NMS (ms) | RPN proposals (ms) | share | limit | within |",
+             "|---|---|---:|---:|---:|---:|---:|---:|:---:|"]
+    for arch, source, ms, fraction, count in rows:
+        rpn = f"{ms['RPN proposals']:.1f}" if "RPN proposals" in ms else "-"
+        within = "yes" if fraction <= SHARE_LIMIT else "**no**"
+        lines.append(f"| {arch} | {source} | {count:.0f} | {ms['detect']:.1f} | {ms['decode + final NMS']:.1f} | "
+                     f"{rpn} | {fraction:.1%} | {SHARE_LIMIT:.0%} | {within} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.print_only:
+        return 0
+    body = "\n".join([
+        "## Decoding and NMS share of inference (`benchmarks/models.py --share`)",
+        "",
+        f"Measured {datetime.date.today().isoformat()} with `.venv/bin/python benchmarks/models.py --share` on "
+        f"{machine_description()}; TensorFlow {tf.__version__}, Keras {keras.__version__}, 2 intra-op threads, 1 "
+        f"inter-op thread, CPU, float32. Batch {batch} of embedded test images at 256x256; each piece a "
+        f"`tf.function` on its inputs captured from one eager run, interleaved with the whole `detect` in each of "
+        f"{args.rounds} rounds after {args.warmup} warm-up calls (medians). Decode + final NMS = "
+        "`Detector.decode_and_suppress` (the family's `decode_candidates` and per-class NMS, before any head that "
+        "runs on the kept boxes); RPN proposals = `model.rpn.test_proposals` (decoding, per-level top-k, NMS). "
+        "Share = their sum over `detect`. The NMS load depends on the weights: random-weight models (no released "
+        "model) score many candidates, which trained ones do not.",
+        "",
+        table,
+    ])
+    write_section(ROOT / "benchmarks" / "RESULTS.md", SHARE_START, SHARE_END, body)
+    return 0
+
+
 def parse_args(argv=None):
     parser = detector_parser(__doc__.splitlines()[0], batches=(1, 8), image_size=512, multiple=128)
     parser.add_argument("--lineage", action="store_true", help="time every family's compact model instead")
+    parser.add_argument("--share", action="store_true",
+                        help="the share of decoding and NMS in every compact model's inference at the largest batch")
     args = parser.parse_args(argv)
     if args.image_size % 128:
         parser.error(f"--image-size must be a multiple of 128 (P7 stride); got {args.image_size}")
@@ -365,6 +451,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.lineage:
         return lineage(args)
+    if args.share:
+        return share(args)
     size = args.image_size
     keras.utils.set_random_seed(0)
     print(f"[bench] building both models for {size}x{size} ...", flush=True)

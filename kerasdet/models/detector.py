@@ -507,22 +507,33 @@ class Detector(keras.Model):
         `image_sizes` `[B, 2]` (height, width) clips each image's boxes to its own size (images of different
         sizes padded into one batch)."""
         images, _ = self.split_inputs(inputs)
+        detections = self.decode_and_suppress(raw, images)
+        if image_sizes is not None:
+            clipped = clip_boxes(detections["boxes"], tf.cast(image_sizes, tf.float32)[:, None, :])
+            detections = dict(detections, boxes=tf.where(detections["labels"][..., None] >= 0, clipped, -1.0))
+        detections = self.refine_detections(detections, raw, inputs)
+        return self._to_output_format(detections, images)
+
+    def decode_and_suppress(self, raw, images) -> dict:
+        """The decoding and final NMS of `postprocess`: `decode_candidates`, then per-class NMS with the model's
+        thresholds -> `{"boxes", "scores", "labels", "num_detections"}` (xyxy pixels), before the heads that run
+        on the kept boxes. `benchmarks/models.py --share` times it alone.
+
+        Example:
+            >>> raw = model(images, training=False)
+            >>> model.decode_and_suppress(raw, images)["num_detections"]
+        """
         boxes, scores = self.decode_candidates(raw, images)
         # a candidate whose box has no area inside the image (e.g. from an anchor in the padding) is no detection
         has_area = (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])
         scores = tf.where(has_area if has_area.shape.rank == scores.shape.rank else has_area[..., None], scores, 0.0)
-        detections = batched_non_max_suppression(
+        return batched_non_max_suppression(
             boxes,
             scores,
             iou_threshold=self.nms_iou_threshold,
             score_threshold=self.score_threshold,
             max_detections=self.max_detections,
         )
-        if image_sizes is not None:
-            clipped = clip_boxes(detections["boxes"], tf.cast(image_sizes, tf.float32)[:, None, :])
-            detections = dict(detections, boxes=tf.where(detections["labels"][..., None] >= 0, clipped, -1.0))
-        detections = self.refine_detections(detections, raw, inputs)
-        return self._to_output_format(detections, images)
 
     def _to_output_format(self, detections, images):
         if self.bounding_box_format == "xyxy":

@@ -29,7 +29,11 @@ candidate above `score_threshold`; rows for which neither holds are solved again
 four times larger, until the window covers the whole row. When at most 1/128 of the scores pass
 `score_threshold` (a detector's usual case: thousands of candidates among B x N x C scores), the
 first windows are built from those candidates alone (`tf.where` and two stable sorts, same ranking
-as `top_k`) instead of a transpose and a `top_k` over every (image, class) row.
+as `top_k`) instead of a transpose and a `top_k` over every (image, class) row, and hold every
+candidate of a row (up to 2,048). Before any of that, when at most a quarter of the scores pass,
+no two candidates of one image share a score and no box is inverted, the batched kernel runs on
+the scores themselves: its unspecified tie order cannot matter then. Single-set NMS with
+`max_output_size` first runs the kernel on the best-ranked window of boxes, by the same prefix rule.
 
 These ops are usable eagerly and inside `tf.function`, but not under XLA
 (`jit_compile=True`): TensorFlow has no XLA kernel for its NMS ops. The kernels are pinned to the
@@ -69,6 +73,11 @@ _MIN_WINDOW = 256
 # Per-class NMS sorts only the candidates above the threshold when they are at most this fraction
 # of all scores (1 / _SPARSE_FRACTION); otherwise it runs top_k over every (image, class) row.
 _SPARSE_FRACTION = 128
+# Per-class NMS tries the kernel directly on the scores when at most this fraction (1 / _DIRECT_FRACTION) of them
+# pass the threshold (see `_kernel_order_is_exact`).
+_DIRECT_FRACTION = 4
+# The largest first window of the sparse path (see `_batched`).
+_MAX_SPARSE_WINDOW = 2048
 # Where the NMS kernels run: None lets TensorFlow place them (on a GPU when there is one); a device string pins
 # them there (see `set_kernel_device`).
 _KERNEL_DEVICE = None
@@ -212,6 +221,22 @@ def _nms_v5(boxes, scores, max_output_size, iou_threshold, score_threshold, soft
         )
 
 
+def _combined_nms(boxes, scores, per_class, total, iou_threshold, score_threshold):
+    """TensorFlow's `CombinedNonMaxSuppression` kernel (boxes `[B, N, q, 4]`, scores `[B, N, C]`), unpadded per
+    class and unclipped; ties in its ranking are broken in an order it does not specify."""
+    with _on_kernel_device():
+        return tf.raw_ops.CombinedNonMaxSuppression(
+            boxes=boxes,
+            scores=scores,
+            max_output_size_per_class=tf.constant(per_class, tf.int32),
+            max_total_size=tf.constant(total, tf.int32),
+            iou_threshold=tf.constant(iou_threshold, tf.float32),
+            score_threshold=tf.constant(score_threshold, tf.float32),
+            pad_per_class=False,
+            clip_boxes=False,
+        )
+
+
 # ----------------------------------------------------------------------------- single set
 
 
@@ -323,17 +348,7 @@ def _window_rows(top, n, rows, window, gather_candidates, per_row, iou_threshold
     ranks = tf.cast(window - tf.range(window), tf.float32)
     rank_scores = tf.where(valid, ranks[None, :], 0.0)
     candidates = _zero_area_if_inverted(gather_candidates(rows, box_idx))
-    with _on_kernel_device():
-        result = tf.raw_ops.CombinedNonMaxSuppression(
-            boxes=candidates[:, :, None, :],
-            scores=rank_scores[:, :, None],
-            max_output_size_per_class=tf.constant(per_row, tf.int32),
-            max_total_size=tf.constant(per_row, tf.int32),
-            iou_threshold=tf.constant(iou_threshold, tf.float32),
-            score_threshold=tf.constant(0.0, tf.float32),
-            pad_per_class=False,
-            clip_boxes=False,
-        )
+    result = _combined_nms(candidates[:, :, None, :], rank_scores[:, :, None], per_row, per_row, iou_threshold, 0.0)
     count = result.valid_detections
     slot_used = tf.range(per_row)[None, :] < count[:, None]
     # the kernel sorts its output by (distinct) score: slot j holds the j-th selected candidate
@@ -356,7 +371,7 @@ def _greedy_rows(first_top, get_rows, n, num_rows, per_row, gather_candidates, i
     """
     if window is None:
         window = per_row + max(per_row // 4, 8)
-    first = tf.minimum(tf.constant(window, tf.int32), n)
+    first = tf.minimum(tf.cast(window, tf.int32), n)
     kept_idx, kept_scores, need = _window_rows(
         first_top(first), n, tf.range(num_rows), first, gather_candidates, per_row, iou_threshold, score_threshold
     )
@@ -678,6 +693,25 @@ def _batched(
         rows_per_image = num_classes
         per_row = per_class
 
+    def finish(kept_idx, kept_scores):
+        """Merges the kept (box, class) pairs of every row of an image by score; the output dict."""
+        kept_idx = tf.reshape(kept_idx, [batch, rows_per_image, per_row])
+        kept_scores = tf.reshape(kept_scores, [batch, rows_per_image, per_row])
+        top_scores, label, box_idx, valid = _merge(kept_idx, kept_scores, max_detections)
+        image = tf.broadcast_to(tf.range(batch)[:, None], tf.shape(box_idx))
+        if class_agnostic:
+            label = tf.where(valid, tf.gather(best_label, box_idx, batch_dims=1), -1)
+        if per_class_boxes:
+            out_boxes = tf.gather_nd(boxes, tf.stack([image, box_idx, tf.maximum(label, 0)], axis=-1))
+        else:
+            out_boxes = tf.gather_nd(boxes, tf.stack([image, box_idx], axis=-1))
+        return {
+            "boxes": tf.where(valid[..., None], out_boxes, -1.0),
+            "scores": tf.where(valid, top_scores, 0.0),
+            "labels": label,
+            "num_detections": tf.reduce_sum(tf.cast(valid, tf.int32), axis=1),
+        }
+
     def gather_candidates(rows, box_idx):
         image = tf.broadcast_to((rows // rows_per_image)[:, None], tf.shape(box_idx))
         if per_class_boxes:
@@ -706,7 +740,8 @@ def _batched(
     else:
         # few candidates above the threshold (a detector's usual case): sort only those
         candidates = scores > score_threshold
-        sparse = tf.math.count_nonzero(candidates, dtype=tf.int32) <= tf.size(scores) // _SPARSE_FRACTION
+        count = tf.math.count_nonzero(candidates, dtype=tf.int32)
+        sparse = count <= tf.size(scores) // _SPARSE_FRACTION
 
         def first_top(w):
             return tf.cond(
@@ -716,26 +751,58 @@ def _batched(
             )
 
         def get_rows(rows):
-            # the full scores of a few (image, class) rows, without transposing all of `scores`
-            per_image = tf.gather(scores, rows // num_classes)
-            return _finite_scores(tf.gather(per_image, rows % num_classes, axis=2, batch_dims=1))
+            # the full scores of a few (image, class) rows: one transpose of `scores`, not a [rows, N, C] gather
+            # (which copies every class of each row's image)
+            by_class = tf.transpose(scores, [0, 2, 1])
+            return _finite_scores(tf.gather_nd(by_class, tf.stack([rows // num_classes, rows % num_classes], -1)))
 
-        kept_idx, kept_scores = _greedy_rows(
-            first_top, get_rows, n, batch * num_classes, per_row, gather_candidates, iou_threshold, score_threshold
-        )
-    kept_idx = tf.reshape(kept_idx, [batch, rows_per_image, per_row])
-    kept_scores = tf.reshape(kept_scores, [batch, rows_per_image, per_row])
-    top_scores, label, box_idx, valid = _merge(kept_idx, kept_scores, max_detections)
-    image = tf.broadcast_to(tf.range(batch)[:, None], tf.shape(box_idx))
-    if class_agnostic:
-        label = tf.where(valid, tf.gather(best_label, box_idx, batch_dims=1), -1)
-    if per_class_boxes:
-        out_boxes = tf.gather_nd(boxes, tf.stack([image, box_idx, tf.maximum(label, 0)], axis=-1))
-    else:
-        out_boxes = tf.gather_nd(boxes, tf.stack([image, box_idx], axis=-1))
+        def windows():
+            # with few candidates, a first window that holds every row's candidates (up to _MAX_SPARSE_WINDOW) is
+            # final for every row: no row is solved twice
+            default_window = per_row + max(per_row // 4, 8)
+            busiest = tf.reduce_max(tf.math.count_nonzero(candidates, axis=1, dtype=tf.int32))
+            window = tf.where(sparse, tf.clip_by_value(busiest, default_window,
+                                                       max(default_window, _MAX_SPARSE_WINDOW)), default_window)
+            return finish(*_greedy_rows(
+                first_top, get_rows, n, batch * num_classes, per_row, gather_candidates, iou_threshold,
+                score_threshold, window=window,
+            ))
+
+        def kernel_directly():
+            return _combined_kernel(boxes, scores, per_row, max_detections, iou_threshold, score_threshold)
+
+        # the kernel on the scores themselves when its order cannot differ from the definition's, else windows of
+        # distinct ranks (exact with ties)
+        few = count <= tf.size(scores) // _DIRECT_FRACTION
+        direct = tf.cond(few, lambda: _kernel_order_is_exact(boxes, scores, candidates), lambda: tf.constant(False))
+        return tf.cond(direct, kernel_directly, windows)
+    return finish(kept_idx, kept_scores)
+
+
+def _kernel_order_is_exact(boxes, scores, candidates):
+    """Whether `CombinedNonMaxSuppression` run directly on `scores` gives this module's result: no two candidates
+    of one image share a score (the kernel's tie order is unspecified, the definition's is not) and no box is
+    inverted (the kernel would sort its corners; `_zero_area_if_inverted` would change the boxes it returns).
+    One hash of the candidates' (image, score bits), no sort."""
+    where = tf.where(candidates)
+    values = tf.gather_nd(scores, where)
+    values = tf.where(tf.equal(values, 0.0), 0.0, values)  # -0.0 and 0.0 tie but differ in bits
+    bits = tf.cast(tf.bitcast(values, tf.int32), tf.int64) & 0xFFFFFFFF
+    keys = where[:, 0] * (1 << 32) + bits
+    distinct = tf.equal(tf.size(tf.unique(keys).y), tf.size(keys))
+    upright = tf.reduce_all(boxes[..., 2:] >= boxes[..., :2])
+    return distinct & upright
+
+
+def _combined_kernel(boxes, scores, per_class, max_detections, iou_threshold, score_threshold):
+    """Per-class NMS by one `CombinedNonMaxSuppression` call on the scores themselves (see
+    `_kernel_order_is_exact` for when that is exact): the output dict of `batched_non_max_suppression`."""
+    per_class_boxes = boxes if boxes.shape.rank == 4 else boxes[:, :, None, :]
+    result = _combined_nms(per_class_boxes, scores, per_class, max_detections, iou_threshold, score_threshold)
+    valid = tf.range(max_detections)[None, :] < result.valid_detections[:, None]
     return {
-        "boxes": tf.where(valid[..., None], out_boxes, -1.0),
-        "scores": tf.where(valid, top_scores, 0.0),
-        "labels": label,
-        "num_detections": tf.reduce_sum(tf.cast(valid, tf.int32), axis=1),
+        "boxes": tf.where(valid[..., None], result.nmsed_boxes, -1.0),
+        "scores": tf.where(valid, result.nmsed_scores, 0.0),
+        "labels": tf.where(valid, tf.cast(result.nmsed_classes, tf.int32), -1),
+        "num_detections": result.valid_detections,
     }

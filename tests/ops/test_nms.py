@@ -240,6 +240,37 @@ def test_batched_matches_reference(setting_index, per_class_boxes, tied):
 
 
 @pytest.mark.parametrize("per_class_boxes", [False, True])
+def test_batched_kernel_on_the_scores_only_when_its_order_is_the_definitions(per_class_boxes, monkeypatch):
+    """Few candidates (a detector's case): the kernel runs directly on the scores when no two candidates of an image
+    share a score and no box is inverted, and the result equals the reference; a tie or an inverted box sends the
+    batch to the exact windows, which equal the reference too."""
+    calls = []
+    kernel = nms_module._combined_kernel
+    monkeypatch.setattr(nms_module, "_combined_kernel", lambda *a, **k: calls.append(1) or kernel(*a, **k))
+    rng = np.random.default_rng(77)
+    batch, n, classes = 6, 300, 5
+    settings = dict(iou_threshold=0.45, score_threshold=0.9, max_detections=12, max_detections_per_class=6)
+    taken = {"direct": 0, "windows": 0}
+    for case in range(24):
+        boxes = random_boxes(rng, (batch, n, classes) if per_class_boxes else (batch, n))
+        upright = np.concatenate([np.minimum(boxes[..., :2], boxes[..., 2:]), np.maximum(boxes[..., :2], boxes[..., 2:])], -1)
+        boxes = upright if case % 3 else boxes  # every third case keeps its inverted boxes
+        scores = rng.uniform(size=(batch, n, classes)).astype(np.float32)
+        if case % 4 == 1:  # a tie between two candidates of one image
+            scores[2, 7, 1] = scores[2, 11, 3] = 0.97
+        if case % 5 == 2:
+            scores[0, 3, 0] = np.nan
+            boxes[1, 4, ..., 0] = np.inf
+        calls.clear()
+        got = batched_non_max_suppression(boxes, scores, **settings)
+        assert_same_result(got, batched_nms_reference(boxes, scores, **settings))
+        taken["direct" if calls else "windows"] += 1
+        if calls:
+            assert case % 4 != 1 and case % 3 != 0, case
+    assert taken["direct"] >= 6 and taken["windows"] >= 6, taken
+
+
+@pytest.mark.parametrize("per_class_boxes", [False, True])
 def test_batched_class_agnostic(per_class_boxes):
     rng = np.random.default_rng(3)
     batch, n, classes = 30, 30, 5
