@@ -54,10 +54,20 @@ def _ensure_finite(images, name="images"):
     TensorFlow's max pooling turns NaN into 3.4e38; one training step on it turns the weights into NaN.)"""
     message = f"`{name}` holds NaN or infinite pixel values; images must be finite RGB values in 0..255"
     if tf.executing_eagerly():
-        if not bool(tf.reduce_all(tf.math.is_finite(images))):
-            raise ValueError(message)
+        finite = tf.math.is_finite(images)
+        if not bool(tf.reduce_all(finite)):
+            first = tf.where(tf.logical_not(finite))[0].numpy().tolist()
+            value = float(tf.gather_nd(images, [first]).numpy()[0])
+            raise ValueError(f"{message} (the first is {value} at index {first}; or build the model with "
+                             "sanitize_images=True to replace them)")
         return images
     return tf.debugging.assert_all_finite(images, message)
+
+
+def _sanitized(images):
+    """`images` with NaN and -inf pixels replaced by 0 and +inf by 255 (finite pixels unchanged)."""
+    replacement = tf.where(images > 0, tf.constant(255, images.dtype), tf.constant(0, images.dtype))
+    return tf.where(tf.math.is_finite(images), images, replacement)
 
 
 @contextlib.contextmanager
@@ -85,7 +95,7 @@ def _eager_input_checks(model, x, y=None):
     concrete = isinstance(images, np.ndarray) or (tf.is_tensor(images) and tf.executing_eagerly())
     if concrete and not isinstance(x, (list, tuple)):
         _check_images(images, "x (images)")
-        if tf.as_dtype(images.dtype).is_floating:
+        if tf.as_dtype(images.dtype).is_floating and not getattr(model, "sanitize_images", False):
             finite = np.isfinite(images).all() if isinstance(images, np.ndarray) else tf.reduce_all(
                 tf.math.is_finite(images))
             if not bool(finite):
@@ -355,6 +365,10 @@ class Detector(keras.Model):
         max_detections: detections kept per image (the padded size of the outputs).
         bounding_box_format: format of the targets' and the predictions' boxes, one of Keras' names
             (`"xyxy"` pixels by default, `"yxyx"`, `"xywh"`, `"center_xywh"`, `"rel_xyxy"`...).
+        sanitize_images: False (default): an image with a NaN or infinite pixel is a `ValueError` naming `images`
+            and the first such pixel's index, at every call (predict, detect, fit, evaluate, the model itself).
+            True: such pixels are replaced instead (NaN and -inf by 0, +inf by 255); finite pixels are untouched.
+            Saved in the config, so an export of the model sanitises too.
         **kwargs: `keras.Model` arguments (`name`...).
 
     Example:
@@ -379,8 +393,10 @@ class Detector(keras.Model):
     trains_on_replicas: bool = False
 
     def __init__(self, num_classes, class_names=None, score_threshold=0.05, nms_iou_threshold=0.5,
-                 max_detections=100, bounding_box_format="xyxy", **kwargs):
+                 max_detections=100, bounding_box_format="xyxy", sanitize_images=False, **kwargs):
         super().__init__(**kwargs)
+        if not isinstance(sanitize_images, (bool, np.bool_)):
+            raise TypeError(f"`sanitize_images` must be a bool; got {sanitize_images!r}")
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
             raise ValueError(f"`num_classes` must be a positive int; got {num_classes!r}")
         if class_names is not None:
@@ -403,6 +419,7 @@ class Detector(keras.Model):
         self.nms_iou_threshold = float(nms_iou_threshold)
         self.max_detections = max_detections
         self.bounding_box_format = bounding_box_format
+        self.sanitize_images = bool(sanitize_images)
         # inputs are converted by __call__ (images keep their dtype; targets stay float32 under mixed precision)
         self._convert_input_args = False
         object.__setattr__(self, "_loss_trackers", {})
@@ -558,7 +575,7 @@ class Detector(keras.Model):
                 if images.shape.rank is None or images.shape[-1] is None:
                     images = _ensure_rgb_batch(images)
                 if images.dtype.is_floating:
-                    images = _ensure_finite(images)
+                    images = _sanitized(images) if self.sanitize_images else _ensure_finite(images)
                 if self.takes_image_sizes:
                     if image_sizes is None:  # the batch's own size, before padding to the size divisor
                         image_sizes = tf.tile(tf.shape(images)[None, 1:3], [tf.shape(images)[0], 1])
@@ -846,7 +863,7 @@ class Detector(keras.Model):
         # no update at all (AdamW's weight decay does not wait for the gradients) unless the images are finite,
         # and none when the loss or a gradient is not finite (the guard records the step; fit then stops)
         images = tf.convert_to_tensor(self.split_inputs(x)[0])
-        gate = [_ensure_finite(images, "x (images)")] if images.dtype.is_floating else []
+        gate = [_ensure_finite(images, "x (images)")] if images.dtype.is_floating and not self.sanitize_images else []
         with tf.control_dependencies(gate):
             if num_replicas() > 1:  # one model on several replicas (the guard is off under a strategy)
                 _apply_over_replicas(self, gradients, variables)
@@ -1042,5 +1059,6 @@ class Detector(keras.Model):
             nms_iou_threshold=self.nms_iou_threshold,
             max_detections=self.max_detections,
             bounding_box_format=self.bounding_box_format,
+            sanitize_images=self.sanitize_images,
         )
         return config

@@ -385,6 +385,33 @@ def test_evaluate_feeds_metrics_the_targets_in_the_models_box_format():
         assert np.any(np.all(np.isclose(predicted[0], box, atol=1e-3), axis=1))
 
 
+def test_the_refusal_names_the_first_non_finite_pixel_and_sanitize_images_replaces_them(tmp_path):
+    bad = np.full((2, SIZE, SIZE, 3), 100.0, np.float32)
+    bad[1, 5, 7, 2] = np.nan
+    bad[1, 9, 0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"first is nan at index \[1, 5, 7, 2\].*sanitize_images=True"):
+        make_model().predict(bad, verbose=0)
+    with pytest.raises(ValueError, match=r"first is nan at index \[1, 5, 7, 2\]"):
+        make_model().detect(bad)
+    with pytest.raises(TypeError, match="sanitize_images"):
+        make_model(sanitize_images="yes")
+    clean = bad.copy()
+    clean[1, 5, 7, 2], clean[1, 9, 0, 0] = 0.0, 255.0
+    lenient = make_model(sanitize_images=True)
+    want = make_model().predict(clean, verbose=0)
+    got = lenient.predict(bad, verbose=0)
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key])
+    lenient.compile()
+    targets = {"boxes": np.array([[[2.0, 2.0, 20.0, 20.0]]] * 2, np.float32), "labels": np.array([[0]] * 2, np.int32)}
+    logs = lenient.train_on_batch(bad, targets, return_dict=True)
+    assert np.isfinite(logs["loss"]) and all(np.isfinite(w.numpy()).all() for w in lenient.weights)
+    assert lenient.get_config()["sanitize_images"] is True
+    path = str(tmp_path / "lenient.keras")
+    lenient.save(path)
+    assert keras.models.load_model(path).sanitize_images is True
+
+
 def test_images_with_nan_or_inf_are_refused_at_every_entry(model):
     """One NaN pixel would change every detection (and one training step on it every weight): refused, naming the
     images, eagerly and inside predict's graph."""
