@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/models.py --batches 1 --rounds 2 --image-size 128 --print-only   # quick check
     .venv/bin/python benchmarks/models.py --lineage            # images/s of every family's compact model
     .venv/bin/python benchmarks/models.py --share --batches 8  # decoding + NMS share of each compact model
+    .venv/bin/python benchmarks/models.py --xla --batches 8    # detect with and without XLA for the forward pass
 
 `--lineage` times instead the compact model of every family (the zoo's trained weights where a model of that
 architecture is released, random weights otherwise, said in the table) on embedded test images at 256 px,
@@ -45,6 +46,7 @@ import math
 import os
 import pathlib
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -434,9 +436,76 @@ def share(args) -> int:
     return 0
 
 
+XLA_START, XLA_END = "<!-- xla:start -->", "<!-- xla:end -->"
+XLA_GAIN = 0.9  # XLA goes on by default only where it takes at most 0.9x the time, compilation amortised over 100
+
+
+def _with_xla_forward(model, size):
+    """A copy of `model` built with `xla_forward=True`, same weights."""
+    twin = type(model).from_config(dict(model.get_config(), xla_forward=True))
+    twin.build_for_size(size)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def xla(args) -> int:
+    """`detect` with the forward pass under XLA against without, for every family that allows it (compact models at
+    256 px, and RetinaNet ResNet-50-FPN at 512), compilation included and amortised over 100 batches."""
+    from kerasdet.data import synthetic
+
+    models, sources = _lineage_models()
+    cases = [(arch, m, sources[arch], 256) for arch, m in models.items() if m.supports_xla_forward]
+    cases.append(("retinanet-resnet50 (512 px)", build_ours(512), "random weights", 512))
+    batch = max(args.batches)
+    rows = []
+    for arch, model, source, size in cases:
+        images, _ = synthetic.generate(batch, size, seed=synthetic.split_seed("test"))
+        images = tf.constant(images, tf.float32)
+        fns, first = {}, {}
+        for name, m in (("plain", model), ("xla", _with_xla_forward(model, size))):
+            fn = tf.function(m.detect)
+            start = time.perf_counter()
+            fn(images)["boxes"].numpy()
+            first[name] = time.perf_counter() - start
+            fns[name] = lambda fn=fn: fn(images)["boxes"].numpy()
+        ms = interleaved_medians(fns, rounds=args.rounds, warmup=1)
+        ratio = ms["xla"] / ms["plain"]
+        amortised = (100 * ms["xla"] / 1e3 + first["xla"]) / (100 * ms["plain"] / 1e3 + first["plain"])
+        rows.append((arch, source, ms, first, ratio, amortised))
+        print(f"[bench] {arch}: plain {ms['plain']:.1f} ms, XLA {ms['xla']:.1f} ms ({ratio:.3f}); first calls "
+              f"{first['plain']:.1f} s / {first['xla']:.1f} s; amortised over 100 batches {amortised:.3f}", flush=True)
+    lines = ["| model | weights | detect (ms) | detect, XLA forward (ms) | ratio | first call (s) | first call, XLA (s) | "
+             "ratio, compilation amortised over 100 batches | XLA on by default |",
+             "|---|---|---:|---:|---:|---:|---:|---:|:---:|"]
+    for arch, source, ms, first, ratio, amortised in rows:
+        lines.append(f"| {arch} | {source} | {ms['plain']:.1f} | {ms['xla']:.1f} | {ratio:.3f} | {first['plain']:.1f} | "
+                     f"{first['xla']:.1f} | {amortised:.3f} | {'yes' if amortised <= XLA_GAIN else 'no'} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.print_only:
+        return 0
+    body = "\n".join([
+        "## XLA for the forward pass (`benchmarks/models.py --xla`)",
+        "",
+        f"Measured {datetime.date.today().isoformat()} with `.venv/bin/python benchmarks/models.py --xla --batches "
+        f"{batch}` on {machine_description()}; TensorFlow {tf.__version__}, Keras {keras.__version__}, 2 intra-op "
+        f"threads, 1 inter-op thread, CPU, float32. `tf.function(model.detect)` at batch {batch}, the model as is "
+        "and a copy built with `xla_forward=True` (same weights), interleaved in each of "
+        f"{args.rounds} rounds (medians); the first call (tracing, and XLA's compilation) is timed apart. Two-stage "
+        "families are not listed: their forward pass holds the RPN's NMS and RoI pooling, which have no XLA kernel. "
+        f"XLA would go on by default where the amortised ratio is at most {XLA_GAIN}.",
+        "",
+        table,
+    ])
+    write_section(ROOT / "benchmarks" / "RESULTS.md", XLA_START, XLA_END, body)
+    return 0
+
+
 def parse_args(argv=None):
     parser = detector_parser(__doc__.splitlines()[0], batches=(1, 8), image_size=512, multiple=128)
     parser.add_argument("--lineage", action="store_true", help="time every family's compact model instead")
+    parser.add_argument("--xla", action="store_true",
+                        help="detect with and without an XLA-compiled forward pass, every family that allows it")
     parser.add_argument("--share", action="store_true",
                         help="the share of decoding and NMS in every compact model's inference at the largest batch")
     args = parser.parse_args(argv)
@@ -453,6 +522,8 @@ def main(argv=None) -> int:
         return lineage(args)
     if args.share:
         return share(args)
+    if args.xla:
+        return xla(args)
     size = args.image_size
     keras.utils.set_random_seed(0)
     print(f"[bench] building both models for {size}x{size} ...", flush=True)

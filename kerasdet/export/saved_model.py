@@ -94,7 +94,7 @@ def _class_names(model):
 
 
 def saved_model(model, path, overwrite: bool = False, mask_threshold=None, label_names: bool = False,
-                max_pixels=DEFAULT_MAX_PIXELS) -> pathlib.Path:
+                max_pixels=DEFAULT_MAX_PIXELS, xla: bool = False) -> pathlib.Path:
     """Writes `model` as a SavedModel with two signatures for TF Serving.
 
     - `serving_default`: `images` uint8 `[None, None, None, 3]` (any batch size, any image size the
@@ -120,6 +120,8 @@ def saved_model(model, path, overwrite: bool = False, mask_threshold=None, label
         label_names: also serve each detection's class name (`label_names`).
         max_pixels: `serving_bytes` refuses an image whose header declares more pixels, before decoding it (None:
             no limit).
+        xla: keep the XLA-compiled forward pass of a model built with `xla_forward=True` (TF Serving on a CPU then
+            needs XLA enabled); by default the export runs the forward pass without XLA.
 
     Returns:
         The folder written.
@@ -141,6 +143,10 @@ def saved_model(model, path, overwrite: bool = False, mask_threshold=None, label
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise FileExistsError(f"`path` {path} exists and is not empty; pass overwrite=True to replace it")
 
+    if getattr(model, "xla_forward", False) and not xla:
+        with model.without_xla_forward():  # traced without XLA; xla=True here only stops this branch
+            return saved_model(model, path, overwrite=overwrite, mask_threshold=mask_threshold,
+                               label_names=label_names, max_pixels=max_pixels, xla=True)
     keys = tuple(getattr(model, "output_keys", OUTPUT_KEYS))
     if mask_threshold is not None:
         if "masks" not in keys or getattr(model, "mask_output", None) != "pasted":
@@ -151,7 +157,8 @@ def saved_model(model, path, overwrite: bool = False, mask_threshold=None, label
         saved_threshold = model.mask_threshold
         model.mask_threshold = float(mask_threshold)
         try:
-            return saved_model(model, path, overwrite=overwrite, label_names=label_names, max_pixels=max_pixels)
+            return saved_model(model, path, overwrite=overwrite, label_names=label_names, max_pixels=max_pixels,
+                               xla=xla)
         finally:
             model.mask_threshold = saved_threshold
     image_spec = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")

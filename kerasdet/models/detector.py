@@ -369,6 +369,12 @@ class Detector(keras.Model):
             and the first such pixel's index, at every call (predict, detect, fit, evaluate, the model itself).
             True: such pixels are replaced instead (NaN and -inf by 0, +inf by 255); finite pixels are untouched.
             Saved in the config, so an export of the model sanitises too.
+        xla_forward: True compiles the network's forward pass (backbone, neck, heads) with XLA for `detect` and
+            `predict`, decoding and NMS outside it (TensorFlow has no XLA kernel for NMS); images are padded to the
+            family's `size_divisor` first, so each padded size compiles once. Off by default: on the CPUs measured
+            (docs/decisions.md, `benchmarks/models.py --xla`) it was slower than TensorFlow's own kernels. Families
+            whose forward pass holds NMS or RoI pooling (Faster / Mask R-CNN) refuse it. Training is unaffected
+            (`compile(jit_compile=...)` decides there); `kerasdet.export.saved_model` leaves XLA out unless asked.
         **kwargs: `keras.Model` arguments (`name`...).
 
     Example:
@@ -391,12 +397,18 @@ class Detector(keras.Model):
     #: `kerasdet.ops.replicas`) and whose training step keeps no per-replica state: their replicas train one model,
     #: the one single-device training on the global batch trains (`kerasdet train --strategy`; docs/scaling.md)
     trains_on_replicas: bool = False
+    #: False for families whose forward pass (`call`) holds ops without XLA kernels (NMS, RoI pooling)
+    supports_xla_forward: bool = True
 
     def __init__(self, num_classes, class_names=None, score_threshold=0.05, nms_iou_threshold=0.5,
-                 max_detections=100, bounding_box_format="xyxy", sanitize_images=False, **kwargs):
+                 max_detections=100, bounding_box_format="xyxy", sanitize_images=False, xla_forward=False, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(sanitize_images, (bool, np.bool_)):
-            raise TypeError(f"`sanitize_images` must be a bool; got {sanitize_images!r}")
+        for name, flag in (("sanitize_images", sanitize_images), ("xla_forward", xla_forward)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"`{name}` must be a bool; got {flag!r}")
+        if xla_forward and not self.supports_xla_forward:
+            raise ValueError(f"{type(self).__name__} cannot take `xla_forward=True`: its forward pass holds ops that "
+                             "have no XLA kernel (NMS, RoI pooling)")
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
             raise ValueError(f"`num_classes` must be a positive int; got {num_classes!r}")
         if class_names is not None:
@@ -420,6 +432,8 @@ class Detector(keras.Model):
         self.max_detections = max_detections
         self.bounding_box_format = bounding_box_format
         self.sanitize_images = bool(sanitize_images)
+        self.xla_forward = bool(xla_forward)
+        object.__setattr__(self, "_xla_suspended", False)  # set while an export traces without XLA
         # inputs are converted by __call__ (images keep their dtype; targets stay float32 under mixed precision)
         self._convert_input_args = False
         object.__setattr__(self, "_loss_trackers", {})
@@ -641,8 +655,41 @@ class Detector(keras.Model):
 
     def _detect(self, images, rois=None, image_sizes=None):
         inputs = images if rois is None else {"images": images, "rois": rois}
-        raw = self(inputs, training=False, image_sizes=image_sizes)
+        if self.xla_forward and not self._xla_suspended:
+            raw = self._compiled_forward(self._padded_for_network(images))
+        else:
+            raw = self(inputs, training=False, image_sizes=image_sizes)
         return self.postprocess(raw, inputs, image_sizes)
+
+    def _padded_for_network(self, images):
+        """`images` padded to the size the network sees, as `__call__` pads them (its other checks run inside the
+        compiled call), so that XLA compiles once per padded size."""
+        _check_images(images)
+        return pad_images(tf.convert_to_tensor(images), self.size_divisor, self.input_pad_value, self.min_input_size)
+
+    @property
+    def _compiled_forward(self):
+        """The forward pass under `tf.function(jit_compile=True)`, made once per model (not tracked by Keras)."""
+        compiled = self.__dict__.get("_xla_forward_fn")
+        if compiled is None:
+            compiled = tf.function(lambda images: self(images, training=False), jit_compile=True)
+            object.__setattr__(self, "_xla_forward_fn", compiled)
+        return compiled
+
+    @contextlib.contextmanager
+    def without_xla_forward(self):
+        """Traces `detect` without XLA inside the block, whatever `xla_forward` says (exports use it).
+
+        Example:
+            >>> with model.without_xla_forward():
+            ...     graph = tf.function(model.detect).get_concrete_function(tf.TensorSpec([None, None, None, 3]))
+        """
+        before = self._xla_suspended
+        object.__setattr__(self, "_xla_suspended", True)
+        try:
+            yield self
+        finally:
+            object.__setattr__(self, "_xla_suspended", before)
 
     def _detect_each(self, images, rois, image_sizes):
         """Detections of each image of a padded batch on its own: cropped to its `image_sizes` row, detected as a
@@ -1060,5 +1107,6 @@ class Detector(keras.Model):
             max_detections=self.max_detections,
             bounding_box_format=self.bounding_box_format,
             sanitize_images=self.sanitize_images,
+            xla_forward=self.xla_forward,
         )
         return config

@@ -430,3 +430,44 @@ def test_images_with_nan_or_inf_are_refused_at_every_entry(model):
     with pytest.raises(Exception, match="NaN or infinite"):
         trained.train_on_batch(bad, targets)
     assert all(np.array_equal(b, w.numpy()) for b, w in zip(before, trained.trainable_weights))
+
+
+def test_xla_forward_detects_as_without_it_compiles_once_per_padded_size_and_exports_without_xla(tmp_path):
+    class Strided(ToyDetector):
+        size_divisor = 8  # images are padded to multiples of 8 before the network
+
+    def strided(**kwargs):
+        model = Strided(num_classes=2, num_boxes=4, max_detections=6, **kwargs)
+        model.build_for_size(SIZE)
+        model.set_outputs(FRACTIONS, LOGITS)
+        return model
+
+    plain, compiled = strided(), strided(xla_forward=True)
+    compiled.set_weights(plain.get_weights())
+    assert compiled.get_config()["xla_forward"] is True
+    rng = np.random.default_rng(3)
+    for size in (SIZE, SIZE - 3, SIZE - 5):  # all three pad to one size: one compilation
+        images = rng.uniform(0, 255, (2, size, size, 3)).astype(np.float32)
+        want, got = plain.detect(images), compiled.detect(images)
+        np.testing.assert_array_equal(got["labels"].numpy(), want["labels"].numpy())
+        np.testing.assert_allclose(got["boxes"].numpy(), want["boxes"].numpy(), atol=1e-3)
+        np.testing.assert_allclose(got["scores"].numpy(), want["scores"].numpy(), atol=1e-5)
+    assert compiled._compiled_forward.experimental_get_tracing_count() == 1
+    with pytest.raises(TypeError, match="xla_forward"):
+        make_model(xla_forward=1)
+    from kerasdet.export import saved_model
+
+    default = saved_model(compiled, tmp_path / "default")
+    kept = saved_model(compiled, tmp_path / "xla", xla=True)
+    assert b"_XlaMustCompile" not in (default / "saved_model.pb").read_bytes()
+    assert b"_XlaMustCompile" in (kept / "saved_model.pb").read_bytes()  # the check above can see the attribute
+    served = tf.saved_model.load(str(default)).signatures["serving_default"]
+    out = served(images=tf.constant(np.full((1, SIZE, SIZE, 3), 90, np.uint8)))
+    np.testing.assert_array_equal(out["labels"].numpy(), plain.detect(np.full((1, SIZE, SIZE, 3), 90.0, np.float32))["labels"].numpy())
+
+
+def test_families_whose_forward_pass_holds_nms_refuse_xla_forward():
+    from kerasdet.models import FasterRCNN
+
+    with pytest.raises(ValueError, match="FasterRCNN cannot take `xla_forward=True`"):
+        FasterRCNN.compact(num_classes=3, xla_forward=True)

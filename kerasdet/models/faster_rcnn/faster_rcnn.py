@@ -105,6 +105,8 @@ class FasterRCNN(Detector):
         (B, 100, 4)
     """
 
+    supports_xla_forward = False  # its forward pass runs the RPN's NMS and RoI pooling
+
     loss_terms = ("rpn_objectness_loss", "rpn_box_loss", "roi_class_loss", "roi_box_loss")
     takes_image_sizes = True  # proposals are clipped to (and anchors chosen inside) each image before padding
     #: the stages of the paper's 4-step alternating training and the loss terms each trains
