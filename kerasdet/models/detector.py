@@ -6,6 +6,7 @@ import contextlib
 import os
 import math
 import re
+import threading
 
 import keras
 import numpy as np
@@ -406,7 +407,7 @@ class Detector(keras.Model):
         for name, flag in (("sanitize_images", sanitize_images), ("xla_forward", xla_forward)):
             if not isinstance(flag, (bool, np.bool_)):
                 raise TypeError(f"`{name}` must be a bool; got {flag!r}")
-        if xla_forward and not self.supports_xla_forward:
+        if xla_forward and (not self.supports_xla_forward or self.needs_rois):
             raise ValueError(f"{type(self).__name__} cannot take `xla_forward=True`: its forward pass holds ops that "
                              "have no XLA kernel (NMS, RoI pooling)")
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
@@ -433,7 +434,7 @@ class Detector(keras.Model):
         self.bounding_box_format = bounding_box_format
         self.sanitize_images = bool(sanitize_images)
         self.xla_forward = bool(xla_forward)
-        object.__setattr__(self, "_xla_suspended", False)  # set while an export traces without XLA
+        object.__setattr__(self, "_xla_suspension", threading.local())  # per thread: set while an export traces
         # inputs are converted by __call__ (images keep their dtype; targets stay float32 under mixed precision)
         self._convert_input_args = False
         object.__setattr__(self, "_loss_trackers", {})
@@ -655,17 +656,21 @@ class Detector(keras.Model):
 
     def _detect(self, images, rois=None, image_sizes=None):
         inputs = images if rois is None else {"images": images, "rois": rois}
-        if self.xla_forward and not self._xla_suspended:
+        if self.xla_forward and not getattr(self._xla_suspension, "active", False):
             raw = self._compiled_forward(self._padded_for_network(images))
         else:
             raw = self(inputs, training=False, image_sizes=image_sizes)
         return self.postprocess(raw, inputs, image_sizes)
 
     def _padded_for_network(self, images):
-        """`images` padded to the size the network sees, as `__call__` pads them (its other checks run inside the
-        compiled call), so that XLA compiles once per padded size."""
+        """`images` checked (or sanitised) and padded as `__call__` does it, before the compiled call: XLA then
+        compiles once per padded size, and the finiteness check runs outside XLA, whose CPU kernel for it lets
+        everything through."""
         _check_images(images)
-        return pad_images(tf.convert_to_tensor(images), self.size_divisor, self.input_pad_value, self.min_input_size)
+        images = tf.convert_to_tensor(images)
+        if images.dtype.is_floating:
+            images = _sanitized(images) if self.sanitize_images else _ensure_finite(images)
+        return pad_images(images, self.size_divisor, self.input_pad_value, self.min_input_size)
 
     @property
     def _compiled_forward(self):
@@ -684,12 +689,13 @@ class Detector(keras.Model):
             >>> with model.without_xla_forward():
             ...     graph = tf.function(model.detect).get_concrete_function(tf.TensorSpec([None, None, None, 3]))
         """
-        before = self._xla_suspended
-        object.__setattr__(self, "_xla_suspended", True)
+        state = self._xla_suspension  # this thread's: a detect traced in another thread meanwhile keeps XLA
+        before = getattr(state, "active", False)
+        state.active = True
         try:
             yield self
         finally:
-            object.__setattr__(self, "_xla_suspended", before)
+            state.active = before
 
     def _detect_each(self, images, rois, image_sizes):
         """Detections of each image of a padded batch on its own: cropped to its `image_sizes` row, detected as a

@@ -282,7 +282,7 @@ def non_max_suppression(boxes, scores, iou_threshold=0.5, score_threshold=float(
         f"`scores` must have shape [N] with N = boxes.shape[0]; got boxes {boxes.shape} and scores {scores.shape}.",
     )
     with tf.control_dependencies(checks):
-        boxes = tf.identity(boxes)
+        boxes, scores = tf.identity(boxes), tf.identity(scores)
 
     def every_box():
         kept_boxes, kept_scores = _drop_non_finite_boxes(boxes, scores)
@@ -290,9 +290,10 @@ def non_max_suppression(boxes, scores, iou_threshold=0.5, score_threshold=float(
         limit = n_boxes if max_output_size is None else max_output_size
         return _nms_v5(kept_boxes, kept_scores, limit, iou_threshold, score_threshold, 0.0, pad=False)[0]
 
-    if max_output_size is None:
+    window = None if max_output_size is None else max(_WINDOW_GROWTH * max_output_size, _MIN_WINDOW)
+    if window is None or window >= _MAX_BOXES:  # a window this large gains nothing (and 4x could overflow int32)
         return every_box()
-    window = max(_WINDOW_GROWTH * max_output_size, _MIN_WINDOW)
+
     def window_first():
         return _best_window_first(boxes, scores, window, max_output_size, iou_threshold, score_threshold, every_box)
 
@@ -781,17 +782,19 @@ def _batched(
 
 def _kernel_order_is_exact(boxes, scores, candidates):
     """Whether `CombinedNonMaxSuppression` run directly on `scores` gives this module's result: no two candidates
-    of one image share a score (the kernel's tie order is unspecified, the definition's is not) and no box is
-    inverted (the kernel would sort its corners; `_zero_area_if_inverted` would change the boxes it returns).
+    of one image share a score (the kernel's tie order is unspecified, the definition's is not), no box is
+    inverted (the kernel would sort its corners; `_zero_area_if_inverted` would change the boxes it returns), and
+    every candidate scores above -1 (the kernel sorts its unused slots, score -1, among the kept boxes).
     One hash of the candidates' (image, score bits), no sort."""
     where = tf.where(candidates)
     values = tf.gather_nd(scores, where)
+    above_fillers = tf.reduce_all(values > -1.0)
     values = tf.where(tf.equal(values, 0.0), 0.0, values)  # -0.0 and 0.0 tie but differ in bits
     bits = tf.cast(tf.bitcast(values, tf.int32), tf.int64) & 0xFFFFFFFF
     keys = where[:, 0] * (1 << 32) + bits
     distinct = tf.equal(tf.size(tf.unique(keys).y), tf.size(keys))
     upright = tf.reduce_all(boxes[..., 2:] >= boxes[..., :2])
-    return distinct & upright
+    return distinct & upright & above_fillers
 
 
 def _combined_kernel(boxes, scores, per_class, max_detections, iou_threshold, score_threshold):

@@ -455,6 +455,16 @@ def test_xla_forward_detects_as_without_it_compiles_once_per_padded_size_and_exp
     assert compiled._compiled_forward.experimental_get_tracing_count() == 1
     with pytest.raises(TypeError, match="xla_forward"):
         make_model(xla_forward=1)
+    bad = np.full((1, SIZE, SIZE, 3), 100.0, np.float32)
+    bad[0, 2, 3, 1] = np.nan  # XLA's CPU CheckNumerics lets NaN through: the check runs before the compiled call
+    with pytest.raises(ValueError, match=r"first is nan at index \[0, 2, 3, 1\]"):
+        compiled.detect(bad)
+    with pytest.raises(Exception, match="NaN or infinite"):
+        compiled.predict(tf.data.Dataset.from_tensor_slices(bad).batch(1), verbose=0)
+    lenient = strided(xla_forward=True, sanitize_images=True)
+    lenient.set_weights(plain.get_weights())
+    clean = np.where(np.isnan(bad), 0.0, bad).astype(np.float32)
+    np.testing.assert_array_equal(lenient.detect(bad)["labels"].numpy(), plain.detect(clean)["labels"].numpy())
     from kerasdet.export import saved_model
 
     default = saved_model(compiled, tmp_path / "default")

@@ -270,6 +270,27 @@ def test_batched_kernel_on_the_scores_only_when_its_order_is_the_definitions(per
     assert taken["direct"] >= 6 and taken["windows"] >= 6, taken
 
 
+def test_batched_scores_at_or_below_minus_one_never_meet_the_kernels_padding():
+    """The kernel pads its per-class lists with score -1 and sorts that padding among the kept boxes: log-probability
+    scores (below -1) must still come back as the reference has them (found by review: dummy boxes were returned)."""
+    boxes = np.array([[[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50], [60, 60, 70, 70]]], np.float32)
+    scores = np.full((1, 4, 3), -20.0, np.float32)
+    scores[0, 0, 0], scores[0, 1, 1], scores[0, 3, 2] = -2.0, -3.0, -1.0
+    for threshold in (-10.0, -np.inf):
+        settings = dict(score_threshold=threshold, max_detections=3)
+        got = batched_non_max_suppression(boxes, scores, **settings)
+        assert_same_result(got, batched_nms_reference(boxes, scores, **settings))
+        np.testing.assert_array_equal(got["scores"].numpy()[0], [-1.0, -2.0, -3.0])
+
+
+def test_single_max_output_size_near_the_int32_limit_with_unknown_sizes():
+    fn = tf.function(lambda b, s: non_max_suppression(b, s, 0.5, max_output_size=2**31 - 1),
+                     input_signature=[tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None], tf.float32)])
+    rng = np.random.default_rng(8)
+    boxes, scores = random_boxes(rng, (30,)), random_scores(rng, (30,), False)
+    np.testing.assert_array_equal(fn(boxes, scores).numpy(), nms_reference(boxes, scores, 0.5))
+
+
 @pytest.mark.parametrize("per_class_boxes", [False, True])
 def test_batched_class_agnostic(per_class_boxes):
     rng = np.random.default_rng(3)
