@@ -190,10 +190,16 @@ def _drop_non_finite_boxes(boxes, scores):
     the kernels never compute with them). `boxes` `[..., 4]` is `scores`' shape plus 4, or `[B, N, 4]` for
     `[B, N, C]` scores."""
     finite = tf.reduce_all(tf.math.is_finite(boxes), axis=-1)
-    boxes = tf.where(finite[..., None], boxes, 0.0)
     if finite.shape.rank < scores.shape.rank:
-        finite = finite[..., None]
-    return boxes, tf.where(finite, scores, tf.constant(np.nan, tf.float32))
+        finite_scores = finite[..., None]
+    else:
+        finite_scores = finite
+
+    def dropped():
+        return tf.where(finite[..., None], boxes, 0.0), tf.where(finite_scores, scores, tf.constant(np.nan, tf.float32))
+
+    # the usual case, every box finite, costs one pass over the boxes and none over the (C times larger) scores
+    return tf.cond(tf.reduce_all(finite), lambda: (tf.identity(boxes), tf.identity(scores)), dropped)
 
 
 def _nms_v5(boxes, scores, max_output_size, iou_threshold, score_threshold, soft_nms_sigma, pad):
