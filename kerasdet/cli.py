@@ -780,6 +780,13 @@ def _train_run(args, *, strategy, resume_from, seconds_before):
             from kerasdet.models.run_checkpoints import epoch_of_legacy
 
             done_steps = epoch_of_legacy(resume_from) * steps_per_epoch
+    if args.resume and getattr(args, "strategy", None) == "multi_worker":
+        from kerasdet.models.distribution import check_same_on_every_worker
+
+        try:  # every worker resumes from its own folder: they must go on from one step, or the cluster would hang
+            check_same_on_every_worker(strategy, done_steps, "the step to resume from")
+        except ValueError as err:
+            raise SystemExit(f"kerasdet: --resume {args.resume}: {err}") from None
     initial_epoch, first_batch = divmod(done_steps, steps_per_epoch)
     train, epoch_data = _training_stream(ds, count, args, recipe, scale_range, extras["keypoint_flip_map"], initial_epoch,
                                     first_batch, classification=classification)

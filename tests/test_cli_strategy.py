@@ -81,3 +81,40 @@ def test_mirrored_and_two_worker_runs_train_and_the_workers_agree_to_the_bit(tmp
     # (the mirrored and the 2-worker runs part by ~1e-3 here: their batch norms train and AdamW's sign-like first
     # steps magnify last-bit differences, docs/scaling.md; tests/models/test_replicated_training.py compares them
     # step by step with frozen batch norm)
+
+
+@pytest.mark.slow
+def test_workers_resuming_from_different_steps_both_stop_with_a_clear_error(tmp_path):
+    """Each worker of a resumed multi-worker run reads its own folder; when their newest checkpoints are different
+    steps, both workers stop naming the mismatch (one all-reduce of the step), instead of training different
+    steps or waiting forever for each other; with the same step they resume and finish."""
+    def cluster(args):
+        ports = []
+        for _ in range(2):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                ports.append(s.getsockname()[1])
+        workers = [f"127.0.0.1:{port}" for port in ports]
+        procs = [_run(args(i), env={"TF_CONFIG": json.dumps({"cluster": {"worker": workers},
+                                                             "task": {"type": "worker", "index": i}})},
+                      background=True) for i in range(2)]
+        return [(proc.communicate(timeout=600)[0], proc.returncode) for proc in procs]
+
+    runs = [tmp_path / "cluster", tmp_path / "cluster" / "worker-1"]
+    first = cluster(lambda i: SMALL + ["--strategy", "multi_worker", "--checkpoint-every", "1",
+                                       "--out", str(runs[0])])
+    assert all(code == 0 for _, code in first), first[0][0][-2000:]
+    for run in runs:  # as if killed after the last step's checkpoint
+        (run / "model.json").unlink()
+    records = (runs[1] / "checkpoints").glob("*.json")
+    newest = max(records, key=lambda path: json.loads(path.read_text())["step"])
+    kept = {path: path.read_bytes() for path in (newest, newest.with_name(newest.stem + ".weights.h5"))}
+    for path in kept:
+        path.unlink()  # worker 1's newest checkpoint gone: it would resume one step earlier than the chief
+    mismatched = cluster(lambda i: ["train", "--resume", str(runs[i])])
+    for output, code in mismatched:
+        assert code != 0 and "the workers do not agree on the step to resume from" in output, output[-2000:]
+    for path, data in kept.items():
+        path.write_bytes(data)
+    agreed = cluster(lambda i: ["train", "--resume", str(runs[i])])
+    assert all(code == 0 for _, code in agreed), agreed[0][0][-2000:]

@@ -107,6 +107,26 @@ def is_chief() -> bool:
     return task.get("type") == "worker" and int(task.get("index", 0)) == 0
 
 
+def check_same_on_every_worker(strategy, value: int, what: str) -> None:
+    """Raises `ValueError` on every worker unless all the workers of `strategy`'s cluster hold the same `value`.
+
+    One all-reduce of `(value, value**2)`: the workers agree exactly when `R * sum(v**2) == sum(v)**2` over the R
+    replicas, a number every worker computes alike, so they all raise together instead of some waiting forever for
+    the others' next collective. Used when a multi-worker run resumes: each worker reads its own run folder, and a
+    worker whose newest checkpoint is older than the others' would train different steps.
+
+    Example:
+        >>> check_same_on_every_worker(tf.distribute.get_strategy(), 120, "the resumed step")
+    """
+    pair = tf.constant([float(value), float(value) ** 2], tf.float64)
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.identity(pair)), axis=None)
+    count, (first, second) = strategy.num_replicas_in_sync, total.numpy().tolist()
+    if count * second != first * first:
+        raise ValueError(f"the workers do not agree on {what}: this worker has {value}, the mean over the "
+                         f"{count} replicas is {first / count:g} (each worker resumed from its own run folder; give "
+                         "every worker a folder whose newest checkpoint is the same step)")
+
+
 def prepare_for_replicas(model):
     """`model`, ready to train on the replicas of the current strategy: its family's losses must have global
     normalisers (`trains_on_replicas`), and every batch norm that trains takes the global batch's statistics.
