@@ -461,6 +461,7 @@ def xla(args) -> int:
     for arch, model, source, size in cases:
         images, _ = synthetic.generate(batch, size, seed=synthetic.split_seed("test"))
         images = tf.constant(images, tf.float32)
+        tf.function(model.detect)(images)  # one-time costs of the process and the model, outside both first calls
         fns, first = {}, {}
         for name, m in (("plain", model), ("xla", _with_xla_forward(model, size))):
             fn = tf.function(m.detect)
@@ -491,7 +492,8 @@ def xla(args) -> int:
         f"{batch}` on {machine_description()}; TensorFlow {tf.__version__}, Keras {keras.__version__}, 2 intra-op "
         f"threads, 1 inter-op thread, CPU, float32. `tf.function(model.detect)` at batch {batch}, the model as is "
         "and a copy built with `xla_forward=True` (same weights), interleaved in each of "
-        f"{args.rounds} rounds (medians); the first call (tracing, and XLA's compilation) is timed apart. Two-stage "
+        f"{args.rounds} rounds (medians); the first call of each (tracing, and XLA's compilation) is timed apart, "
+        "after a throwaway call that takes the process's and the model's one-time costs. Two-stage "
         "families are not listed: their forward pass holds the RPN's NMS and RoI pooling, which have no XLA kernel. "
         f"XLA would go on by default where the amortised ratio is at most {XLA_GAIN}.",
         "",
