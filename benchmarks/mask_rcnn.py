@@ -104,6 +104,7 @@ import keras  # noqa: E402
 from benchmarks.calibration import BOX_DELTA_STD  # noqa: E402
 from benchmarks.models import make_images, make_targets  # noqa: E402
 from benchmarks.timing import (  # noqa: E402
+    command_line,
     Case, detector_parser, interleaved_medians, machine_description, markdown_table, print_over_limit, run_cases,
     write_section,
 )
@@ -449,7 +450,7 @@ def main(argv=None) -> int:
     body = [
         "## Mask R-CNN and keypoint R-CNN (`benchmarks/mask_rcnn.py`)",
         "",
-        f"Measured {datetime.date.today().isoformat()} with `.venv/bin/python benchmarks/mask_rcnn.py` on "
+        f"Measured {datetime.date.today().isoformat()} with `{command_line()}` on "
         f"{machine_description()};",
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}, torch {info['torch']}, torchvision "
         f"{info['torchvision']} (own virtualenv, worker subprocess); {INTRA_OP_THREADS} intra-op threads and "

@@ -60,7 +60,7 @@ tf.config.threading.set_inter_op_parallelism_threads(1)
 
 import keras  # noqa: E402
 
-from benchmarks.timing import write_section, Case, detector_parser, interleaved_medians, machine_description, markdown_table, print_over_limit, run_cases  # noqa: E402
+from benchmarks.timing import command_line, write_section, Case, detector_parser, interleaved_medians, machine_description, markdown_table, print_over_limit, run_cases  # noqa: E402
 from kerasdet.models.retinanet.retinanet import RetinaNet  # noqa: E402
 
 START, END = "<!-- models:start -->", "<!-- models:end -->"
@@ -350,7 +350,7 @@ def lineage(args) -> int:
     body = "\n".join([
         "## Compact models of every family (`benchmarks/models.py --lineage`)",
         "",
-        f"Measured {datetime.date.today().isoformat()} with `.venv/bin/python benchmarks/models.py --lineage` on "
+        f"Measured {datetime.date.today().isoformat()} with `{command_line()}` on "
         f"{machine_description()}; TensorFlow {tf.__version__}, Keras {keras.__version__}, 2 intra-op threads, 1 inter-op "
         f"thread, CPU. `tf.function(model.detect)` (network, decoding and NMS) on embedded test images at 256x256, all "
         f"models interleaved in each of {args.rounds} rounds after {args.warmup} warm-up calls, medians as images per "
@@ -420,7 +420,7 @@ def share(args) -> int:
     body = "\n".join([
         "## Decoding and NMS share of inference (`benchmarks/models.py --share`)",
         "",
-        f"Measured {datetime.date.today().isoformat()} with `.venv/bin/python benchmarks/models.py --share` on "
+        f"Measured {datetime.date.today().isoformat()} with `{command_line()}` on "
         f"{machine_description()}; TensorFlow {tf.__version__}, Keras {keras.__version__}, 2 intra-op threads, 1 "
         f"inter-op thread, CPU, float32. Batch {batch} of embedded test images at 256x256; each piece a "
         f"`tf.function` on its inputs captured from one eager run, interleaved with the whole `detect` in each of "
@@ -488,9 +488,8 @@ def xla(args) -> int:
     body = "\n".join([
         "## XLA for the forward pass (`benchmarks/models.py --xla`)",
         "",
-        f"Measured {datetime.date.today().isoformat()} with `.venv/bin/python benchmarks/models.py --xla --batches "
-        f"{batch}` on {machine_description()}; TensorFlow {tf.__version__}, Keras {keras.__version__}, 2 intra-op "
-        f"threads, 1 inter-op thread, CPU, float32. `tf.function(model.detect)` at batch {batch}, the model as is "
+        f"Measured {datetime.date.today().isoformat()} with `{command_line()}` on {machine_description()}; "
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, 2 intra-op threads, 1 inter-op thread, CPU, float32. `tf.function(model.detect)` at batch {batch}, the model as is "
         "and a copy built with `xla_forward=True` (same weights), interleaved in each of "
         f"{args.rounds} rounds (medians); the first call of each (tracing, and XLA's compilation) is timed apart, "
         "after a throwaway call that takes the process's and the model's one-time costs. Two-stage "
@@ -564,7 +563,7 @@ def main(argv=None) -> int:
         [
             "## Detectors (`benchmarks/models.py`)",
             "",
-            f"Measured {datetime.date.today().isoformat()} with `.venv/bin/python benchmarks/models.py` on {machine_description()};",
+            f"Measured {datetime.date.today().isoformat()} with `{command_line()}` on {machine_description()};",
             f"TensorFlow {tf.__version__}, Keras {keras.__version__}, keras-hub {keras_hub.__version__}, 2 intra-op threads, "
             f"1 inter-op thread, CPU, medians of {args.rounds} interleaved rounds after {args.warmup} warm-up calls (tracing included).",
             "",

@@ -26,7 +26,7 @@ import tensorflow as tf  # noqa: E402
 tf.config.threading.set_intra_op_parallelism_threads(2)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 
-from benchmarks.timing import write_section, machine_description, markdown_table, print_over_limit, run_cases  # noqa: E402
+from benchmarks.timing import command_line, write_section, machine_description, markdown_table, print_over_limit, run_cases  # noqa: E402
 
 GROUPS = {
     "nms": "benchmarks.cases_nms",
@@ -57,7 +57,7 @@ def main() -> int:
         [
             "## Detection ops (`benchmarks/ops.py`)",
             "",
-            f"Measured {datetime.date.today().isoformat()} with `.venv/bin/python benchmarks/ops.py` on {machine_description()};",
+            f"Measured {datetime.date.today().isoformat()} with `{command_line()}` on {machine_description()};",
             f"TensorFlow {tf.__version__}, 2 intra-op threads, 1 inter-op thread, medians of {args.rounds} interleaved rounds after 3 warm-up calls, forward only, CPU.",
             "",
             table,

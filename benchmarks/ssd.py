@@ -62,6 +62,7 @@ from benchmarks.calibration import BOX_DELTA_STD, CANDIDATE_FRACTION, background
 from benchmarks.torch_peer import LOGIT_STD  # noqa: E402
 from benchmarks.models import make_images, make_targets  # noqa: E402
 from benchmarks.timing import (  # noqa: E402
+    command_line,
     Case, detector_parser, machine_description, markdown_table, print_over_limit, run_cases, write_section,
 )
 from kerasdet.models.ssd import SSD  # noqa: E402
@@ -233,7 +234,7 @@ def main(argv=None) -> int:
     body = "\n".join([
         "## SSD (`benchmarks/ssd.py`)",
         "",
-        f"Measured {datetime.date.today().isoformat()} with `.venv/bin/python benchmarks/ssd.py` on {machine_description()};",
+        f"Measured {datetime.date.today().isoformat()} with `{command_line()}` on {machine_description()};",
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}; {INTRA_OP_THREADS} intra-op threads and "
         f"{INTER_OP_THREADS} inter-op thread on both sides, CPU, float32, random weights calibrated alike (0.5% of the "
         f"(box, class) scores above 0.01, box offsets of std 0.1), medians of {args.rounds} interleaved rounds after "

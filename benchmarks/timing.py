@@ -151,6 +151,17 @@ def print_over_limit(rows: list[dict]) -> None:
         print(f"[bench] {len(bad)} case(s) above their limit: {bad}")
 
 
+def command_line() -> str:
+    """The command that is running, as RESULTS.md names it: `.venv/bin/python benchmarks/NAME.py` and the arguments
+    it was given (so that a section made with other rounds or sizes than the defaults says so)."""
+    import pathlib
+    import shlex
+    import sys
+
+    script = pathlib.Path(sys.argv[0])
+    return " ".join([".venv/bin/python", f"benchmarks/{script.name}", *map(shlex.quote, sys.argv[1:])])
+
+
 def machine_description() -> str:
     """A one-line description of the machine the numbers were taken on."""
     cpu = platform.processor() or platform.machine()

@@ -86,6 +86,7 @@ import keras  # noqa: E402
 from benchmarks.calibration import CANDIDATE_FRACTION, BOX_DELTA_STD, softmax_scale, std_scale  # noqa: E402
 from benchmarks.models import make_images, make_targets  # noqa: E402
 from benchmarks.timing import (  # noqa: E402
+    command_line,
     Case, interleaved_medians, machine_description, markdown_table, print_over_limit, run_cases, write_section,
     detector_parser,
 )
@@ -434,7 +435,7 @@ def main(argv=None) -> int:
         [
             "## Two-stage detector (`benchmarks/two_stage.py`)",
             "",
-            f"Measured {datetime.date.today().isoformat()} with `.venv/bin/python benchmarks/two_stage.py` on {machine_description()};",
+            f"Measured {datetime.date.today().isoformat()} with `{command_line()}` on {machine_description()};",
             f"TensorFlow {tf.__version__}, Keras {keras.__version__}, torch {peer.info['torch']}, torchvision "
             f"{peer.info['torchvision']} (own virtualenv, worker subprocess); {INTRA_OP_THREADS} intra-op threads and "
             f"{INTER_OP_THREADS} inter-op thread on both sides, CPU, float32, medians of {args.rounds} interleaved rounds "

@@ -50,6 +50,7 @@ from benchmarks.calibration import offset_for_share  # noqa: E402
 from benchmarks.two_stage import set_batch_norm_statistics  # noqa: E402  (same thread counts as set above)
 
 from benchmarks.timing import (  # noqa: E402
+    command_line,
     Case, detector_parser, machine_description, markdown_table, print_over_limit, run_cases, write_section,
 )
 from kerasdet.models.yolo_v2 import YOLOv2  # noqa: E402
@@ -201,7 +202,7 @@ def main(argv=None) -> int:
     body = "\n".join([
         "## YOLOv2 against keras-cv's YOLOv8 (`benchmarks/yolo.py`)",
         "",
-        f"Measured {datetime.date.today().isoformat()} with `.venv/bin/python benchmarks/yolo.py` on {machine_description()};",
+        f"Measured {datetime.date.today().isoformat()} with `{command_line()}` on {machine_description()};",
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}, keras-cv {keras_cv.__version__}, 2 intra-op threads, "
         f"1 inter-op thread, CPU, medians of {args.rounds} interleaved rounds after {args.warmup} warm-up calls.",
         "",
