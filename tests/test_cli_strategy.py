@@ -52,6 +52,21 @@ def test_a_family_with_per_replica_normalisers_is_refused(tmp_path):
     assert "FasterRCNN does not train on several replicas" in proc.stderr
 
 
+def _cluster(args):
+    """Runs `args(i)` as worker i of a 2-worker cluster on 127.0.0.1 (free ports, TF_CONFIG made here); each worker's
+    (output, exit code)."""
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    workers = [f"127.0.0.1:{port}" for port in ports]
+    procs = [_run(args(i), env={"TF_CONFIG": json.dumps({"cluster": {"worker": workers},
+                                                         "task": {"type": "worker", "index": i}})},
+                  background=True) for i in range(2)]
+    return [(proc.communicate(timeout=600)[0], proc.returncode) for proc in procs]
+
+
 @pytest.mark.slow
 def test_mirrored_and_two_worker_runs_train_and_the_workers_agree_to_the_bit(tmp_path):
     """The same command with --strategy mirrored --cpu-replicas 2, and on 2 worker processes: every worker writes a
@@ -60,19 +75,8 @@ def test_mirrored_and_two_worker_runs_train_and_the_workers_agree_to_the_bit(tmp
     mirrored = _run(SMALL + ["--strategy", "mirrored", "--cpu-replicas", "2", "--out", str(tmp_path / "mirrored")])
     assert mirrored.returncode == 0, mirrored.stderr[-3000:]
     assert "2 replicas, 2 images each of the global batch of 4" in mirrored.stdout
-    ports = []
-    for _ in range(2):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-    workers = [f"127.0.0.1:{port}" for port in ports]
-    procs = [_run(SMALL + ["--strategy", "multi_worker", "--out", str(tmp_path / "cluster")],
-                  env={"TF_CONFIG": json.dumps({"cluster": {"worker": workers},
-                                                "task": {"type": "worker", "index": i}})}, background=True)
-             for i in range(2)]
-    for proc in procs:
-        output, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 0, output[-3000:]
+    for output, code in _cluster(lambda i: SMALL + ["--strategy", "multi_worker", "--out", str(tmp_path / "cluster")]):
+        assert code == 0, output[-3000:]
     digests = [json.loads((tmp_path / run / "model.json").read_text())["sha256"]
                for run in ("cluster", "cluster/worker-1")]
     assert digests[0] == digests[1]
@@ -88,20 +92,8 @@ def test_workers_resuming_from_different_steps_both_stop_with_a_clear_error(tmp_
     """Each worker of a resumed multi-worker run reads its own folder; when their newest checkpoints are different
     steps, both workers stop naming the mismatch (one all-reduce of the step), instead of training different
     steps or waiting forever for each other; with the same step they resume and finish."""
-    def cluster(args):
-        ports = []
-        for _ in range(2):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                ports.append(s.getsockname()[1])
-        workers = [f"127.0.0.1:{port}" for port in ports]
-        procs = [_run(args(i), env={"TF_CONFIG": json.dumps({"cluster": {"worker": workers},
-                                                             "task": {"type": "worker", "index": i}})},
-                      background=True) for i in range(2)]
-        return [(proc.communicate(timeout=600)[0], proc.returncode) for proc in procs]
-
     runs = [tmp_path / "cluster", tmp_path / "cluster" / "worker-1"]
-    first = cluster(lambda i: SMALL + ["--strategy", "multi_worker", "--checkpoint-every", "1",
+    first = _cluster(lambda i: SMALL + ["--strategy", "multi_worker", "--checkpoint-every", "1",
                                        "--out", str(runs[0])])
     assert all(code == 0 for _, code in first), first[0][0][-2000:]
     for run in runs:  # as if killed after the last step's checkpoint
@@ -111,10 +103,10 @@ def test_workers_resuming_from_different_steps_both_stop_with_a_clear_error(tmp_
     kept = {path: path.read_bytes() for path in (newest, newest.with_name(newest.stem + ".weights.h5"))}
     for path in kept:
         path.unlink()  # worker 1's newest checkpoint gone: it would resume one step earlier than the chief
-    mismatched = cluster(lambda i: ["train", "--resume", str(runs[i])])
+    mismatched = _cluster(lambda i: ["train", "--resume", str(runs[i])])
     for output, code in mismatched:
         assert code != 0 and "the workers do not agree on the step to resume from" in output, output[-2000:]
     for path, data in kept.items():
         path.write_bytes(data)
-    agreed = cluster(lambda i: ["train", "--resume", str(runs[i])])
+    agreed = _cluster(lambda i: ["train", "--resume", str(runs[i])])
     assert all(code == 0 for _, code in agreed), agreed[0][0][-2000:]

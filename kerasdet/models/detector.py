@@ -589,14 +589,13 @@ class Detector(keras.Model):
                 images = tf.convert_to_tensor(images)
                 if images.shape.rank is None or images.shape[-1] is None:
                     images = _ensure_rgb_batch(images)
-                if images.dtype.is_floating:
-                    images = _sanitized(images) if self.sanitize_images else _ensure_finite(images)
+                images = self._finite_pixels(images)
                 if self.takes_image_sizes:
                     if image_sizes is None:  # the batch's own size, before padding to the size divisor
                         image_sizes = tf.tile(tf.shape(images)[None, 1:3], [tf.shape(images)[0], 1])
                     kwargs["image_sizes"] = tf.cast(image_sizes, tf.int32)
                 # the network sees the images padded to its size divisor; boxes stay in the input's pixels
-                images = pad_images(images, self.size_divisor, self.input_pad_value, self.min_input_size)
+                images = self._pad_for_network(images)
                 rois = None if rois is None else tf.cast(rois, tf.float32)
                 inputs = images if rois is None else {"images": images, "rois": rois}
                 args = (inputs,) + tuple(args[1:]) if args else args
@@ -667,9 +666,16 @@ class Detector(keras.Model):
         compiles once per padded size, and the finiteness check runs outside XLA, whose CPU kernel for it lets
         everything through."""
         _check_images(images)
-        images = tf.convert_to_tensor(images)
-        if images.dtype.is_floating:
-            images = _sanitized(images) if self.sanitize_images else _ensure_finite(images)
+        return self._pad_for_network(self._finite_pixels(tf.convert_to_tensor(images)))
+
+    def _finite_pixels(self, images):
+        """Float `images` checked finite, or sanitised with `sanitize_images`; integer images as they are."""
+        if not images.dtype.is_floating:
+            return images
+        return _sanitized(images) if self.sanitize_images else _ensure_finite(images)
+
+    def _pad_for_network(self, images):
+        """`images` padded (bottom/right) to the size the network sees; boxes stay in the input's pixels."""
         return pad_images(images, self.size_divisor, self.input_pad_value, self.min_input_size)
 
     @property
