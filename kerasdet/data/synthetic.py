@@ -348,7 +348,7 @@ def _sample_log_sizes(rng, size, count):
 
 def _render(seed, index, size, single=False):
     """Image `index` of `seed`; with `single`, a classification image instead: one object of class
-    `index % 10`, 30% to 70% of the image across (an ImageNet-like picture), on the same backgrounds and clutter."""
+    `index % 10`, its size drawn as the detection images' objects are, on the same backgrounds and clutter."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, index] + ([1] if single else [])))
     image = _background(rng, size)
     _clutter(rng, image, size)
@@ -358,7 +358,7 @@ def _render(seed, index, size, single=False):
     placed = []  # (label, shape, centre, region)
     if single:
         count, labels = 1, np.array([index % len(CLASS_NAMES)])
-        log_sizes = np.log(rng.uniform(0.3 * size, 0.7 * size, 1))
+        log_sizes = _sample_log_sizes(rng, size, 1)
     else:
         count = int(rng.integers(1, MAX_OBJECTS + 1))
         labels = rng.integers(0, len(CLASS_NAMES), count)
@@ -535,7 +535,8 @@ def detection_nodes(labels, parent_only=PARENT_ONLY_CLASSES):
 
 
 def render_classification(index, image_size=256, seed=0):
-    """Classification image `index` of `seed`: one object of class `index % 10` (30-70% of the image across).
+    """Classification image `index` of `seed`: one object of class `index % 10`, of a size drawn as the detection
+    images' objects are (so that what the leaves learn here carries over to detection's object sizes).
 
     Returns:
         (image uint8 [S, S, 3], targets) with "boxes" float32 [1, 4] all -1 (no box is given: the image names its

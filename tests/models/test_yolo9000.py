@@ -79,12 +79,48 @@ def test_detection_rows_train_the_hierarchical_class_loss_at_their_node():
         np.testing.assert_allclose(float(got["class_loss"]), want, rtol=1e-5)
 
 
+def _class_columns(model, nodes):
+    """The predictor kernel's columns of the class logits of `nodes`, for every anchor."""
+    per_anchor = 5 + model.class_outputs
+    return [a * per_anchor + 5 + n for a in range(len(model.anchors)) for n in nodes]
+
+
+def test_class_logits_start_at_zero_and_an_unreached_sibling_group_stays_uniform():
+    """The predictor's class logits start at zero (its box and objectness outputs do not); trained on detection rows
+    that name only "round" (node 0) and "c2", the group {c0, c1} under "round" gets no gradient, keeps its zero
+    weights, so P(c0 | round) = P(c1 | round) = 1/2 exactly and no detection names c0 or c1."""
+    model = _model(score_threshold=0.0)
+    model.compile(learning_rate=1e-2)
+    image = np.random.default_rng(4).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    y = {"boxes": np.array([[[4, 4, 30, 30], [30, 30, 60, 62]], [[10, 2, 40, 20], [-1, -1, -1, -1]]], np.float32),
+         "nodes": np.array([[0, 4], [0, -1]])}
+    model(image)
+    kernel = model.predictor.kernel.numpy()
+    assert (kernel[..., _class_columns(model, range(5))] == 0).all()
+    assert (kernel[..., [a * 10 + k for a in range(5) for k in range(5)]] != 0).mean() > 0.99
+    for _ in range(5):
+        model.train_on_batch(image, y)
+    kernel, bias = model.predictor.kernel.numpy(), model.predictor.bias.numpy()
+    unreached = _class_columns(model, (2, 3))
+    assert (kernel[..., unreached] == 0).all() and (bias[unreached] == 0).all()
+    assert (kernel[..., _class_columns(model, (0, 1))] != 0).any()  # the roots did learn
+    out = model.predict(image, verbose=0)
+    assert out["num_detections"].sum() > 0
+    named = out["nodes"][out["scores"] > 0]
+    assert not np.isin(named, [2, 3]).any()
+
+
 def test_predictions_descend_the_tree():
     """`nodes` is the deepest node whose path probability stays above the threshold, `node_scores` that probability,
     `scores` objectness x it, `labels` the node's class or -1 for an inner node."""
     model = _model(score_threshold=0.0)
+    # class logits start at zero (every group uniform): random ones so that some predictions descend to leaves
     image = np.random.default_rng(2).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    model(image)
+    rng = np.random.default_rng(5)
+    model.predictor.kernel.assign(rng.normal(0, 0.3, model.predictor.kernel.shape).astype(np.float32))
     out = model.predict(image, verbose=0)
+    assert (out["labels"][out["scores"] > 0] >= 0).any()  # some detection reached a leaf
     assert out["num_detections"].sum() > 0
     raw = model(image)
     flat = tf.reshape(raw["predictions"], [2, -1, 10]).numpy()

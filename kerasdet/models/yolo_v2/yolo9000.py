@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdet.layers.hierarchical_softmax import HierarchicalSoftmax
+from kerasdet.models.yolo_v2._class_logit_initializer import ZeroClassLogits
 from kerasdet.layers.word_tree import WordTree
 from kerasdet.models.detector import checked_indices
 from kerasdet.models.yolo_v2.yolo_v2 import YOLOv2
@@ -94,6 +95,10 @@ class YOLO9000(YOLOv2):
     @property
     def class_outputs(self) -> int:
         return self.word_tree.num_nodes
+
+    def _predictor_initializer(self):
+        # class logits start at zero: a sibling group no example reaches stays uniform (docs/decisions.md)
+        return ZeroClassLogits(len(self.anchors), self.class_outputs)
 
     # -- configurations -------------------------------------------------------------------------------
 

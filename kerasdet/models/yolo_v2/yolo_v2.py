@@ -175,7 +175,8 @@ class YOLOv2(Detector):
             self.passthrough_conv = darknet_conv(passthrough_channels, 1, "passthrough")
             self.reorg = SpaceToDepth(2, order=reorg_order, name="reorg")
         self.fuse = darknet_conv(head_channels, 3, "fuse")
-        self.predictor = keras.layers.Conv2D(len(self.anchors) * (5 + self.class_outputs), 1, name="predictor")
+        self.predictor = keras.layers.Conv2D(len(self.anchors) * (5 + self.class_outputs), 1, name="predictor",
+                                             kernel_initializer=self._predictor_initializer())
         # training images seen so far (drives the prior-pull term); saved with the weights, so a resumed run goes on
         self.images_seen = self.add_weight(name="images_seen", shape=(), initializer="zeros", trainable=False,
                                            dtype="float32")
@@ -217,6 +218,10 @@ class YOLOv2(Detector):
     def class_outputs(self) -> int:
         """Class logits per anchor: `num_classes` (YOLO9000: one per WordTree node)."""
         return self.num_classes
+
+    def _predictor_initializer(self):
+        """The 1x1 predictor's kernel initializer (YOLO9000 starts its class logits at zero)."""
+        return "glorot_uniform"
 
     def call(self, inputs, training=False, targets=None):
         images, _ = self.split_inputs(inputs)
