@@ -67,6 +67,8 @@ class ProposalSampler(keras.layers.Layer):
         self.sampler = RoISampler(num_samples=self.num_samples, positive_fraction=self.positive_fraction, seed=seed,
                                   name="roi_sampler")
 
+        self.built = True  # no variables of its own: built from the start (the model's optimizer is made eagerly)
+
     def build(self, *shapes):
         self.built = True
 
