@@ -1,0 +1,201 @@
+"""Whether the training input pipeline keeps up with the training step, for the compact model of each family.
+
+    .venv/bin/python benchmarks/pipeline.py                    # every family below, both sources; writes RESULTS.md
+    .venv/bin/python benchmarks/pipeline.py --archs retinanet-compact --sources synthetic --rounds 1 --print-only
+
+What `kerasdet train` feeds the model is built here by the CLI's own functions (`open_dataset`, the family's
+training recipe, `_training_stream`: cache, seeded shuffle, the family's augmentation, letterbox, pad-batch,
+prefetch, and YOLOv2's multi-scale sizes), from two sources of the same images: the embedded generator
+(`synthetic`) and a COCO folder written from it once (`coco:`: PNG files read and decoded). For each
+(architecture, source), one process, fixed thread counts (2 intra-op, 1 inter-op), medians of interleaved rounds:
+
+- **first pass**: images per second of reading the source once (rendering, or reading and decoding the files), which
+  only the first epoch pays (`kerasdet train` caches the decoded samples);
+- **pipeline alone**: images per second of an epoch's batches from the cache (augmentation, letterbox, batching),
+  nothing else running;
+- **training step alone**: images per second of `fit` on the same batches held in memory;
+- **fed / in memory**: the time of `fit` over `--steps` batches drawn from the pipeline, divided by the time over
+  the same number of batches held in memory. This is what decides: on 2 cores the pipeline's threads share the
+  CPU with the step, so a pipeline faster alone can still slow training; 1.00 means no cost at all.
+
+The pipeline is not the bottleneck when the first-pass and pipeline-alone rates are above the step's rate and
+fed / in memory is close to 1 (the table flags above 1.10). Random weights (the step's cost does not depend on them).
+Run it on an otherwise idle machine: a second job shares the 2 cores with both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+import types
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import tensorflow as tf  # noqa: E402
+
+tf.config.threading.set_intra_op_parallelism_threads(2)
+tf.config.threading.set_inter_op_parallelism_threads(1)
+
+import keras  # noqa: E402
+
+from benchmarks.timing import command_line, machine_description, positive_int, write_section  # noqa: E402
+from benchmarks.two_stage import warn_if_busy  # noqa: E402
+from kerasdet import cli  # noqa: E402
+from kerasdet.models import families  # noqa: E402
+
+START, END = "<!-- pipeline:start -->", "<!-- pipeline:end -->"
+ARCHS = ("retinanet-compact", "ssd-compact-resnet18", "faster-rcnn-compact", "mask-rcnn-compact", "yolo-v2-compact",
+         "fast-yolo-compact")
+SOURCES = ("synthetic", "coco")
+#: fed / in-memory above this is flagged: the pipeline costs the step time
+SLOWDOWN_FLAG = 1.10
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--archs", nargs="+", default=list(ARCHS), help="compact architectures (kerasdet --arch)")
+    parser.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
+    parser.add_argument("--images", type=positive_int, default=256, help="training images of each source")
+    parser.add_argument("--image-size", type=positive_int, default=256)
+    parser.add_argument("--batch-size", type=positive_int, default=8)
+    parser.add_argument("--steps", type=positive_int, default=12, help="training steps per timed fit")
+    parser.add_argument("--rounds", type=positive_int, default=3, help="interleaved rounds (medians)")
+    parser.add_argument("--print-only", action="store_true", help="print the table, do not write RESULTS.md")
+    args = parser.parse_args(argv)
+    for arch in args.archs:
+        families.family_of_arch(arch)  # a ValueError naming the architectures there are
+    return args
+
+
+def coco_folder(folder: pathlib.Path, images: int, image_size: int) -> str:
+    """Writes the embedded training images as a COCO folder (PNG files) and returns its dataset spec."""
+    from kerasdet.data import coco, synthetic
+
+    annotations = folder / "train.json"
+    coco.write_coco(synthetic.dataset("train", images, image_size), annotations, synthetic.categories(),
+                    image_dir=folder / "images")
+    return f"coco:{annotations}:{folder / 'images'}"
+
+
+def _stream_args(args, arch):
+    """What `_training_stream` reads of `kerasdet train`'s arguments."""
+    return types.SimpleNamespace(arch=arch, init_from=None, image_size=args.image_size, batch_size=args.batch_size,
+                                 seed=0, augment=None, max_boxes=32)
+
+
+def _images_per_second(batches, batch_size):
+    start = time.perf_counter()
+    count = sum(1 for _ in batches)
+    return count * batch_size / (time.perf_counter() - start), count
+
+
+def measure(arch: str, source: str, spec: str, args) -> dict:
+    """One row: first pass, pipeline alone, step alone and fed / in-memory for `arch` on `source`."""
+    recipe = families.family_of_arch(arch).recipe
+    with_masks = "masks" in recipe.needs
+    ds, class_names, _, extras = cli.open_dataset(spec, "train", args.images, args.image_size,
+                                                  with_masks=with_masks, with_keypoints=with_masks)
+    start = time.perf_counter()
+    count = sum(1 for _ in ds)  # the first epoch's reading (uncached)
+    first_pass = count / (time.perf_counter() - start)
+    ds = ds.cache()
+    sum(1 for _ in ds)  # fills the cache, as `kerasdet train` does before its first step
+    stream_args = _stream_args(args, arch)
+    _, epoch = cli._training_stream(ds, count, stream_args, recipe, None, extras["keypoint_flip_map"], 0, 0)
+
+    model = cli.build_model(arch, len(class_names), class_names, extras["keypoints"])
+    model.build_for_size(args.image_size)
+    model.compile(learning_rate=1e-4)
+    held = list(epoch(0).take(args.steps))  # the same kind of batches, held in memory
+    in_memory = _memory_dataset(held)
+    model.fit(in_memory, epochs=1, steps_per_epoch=len(held), verbose=0)  # tracing, warm-up
+    model.fit(epoch(1), epochs=1, steps_per_epoch=len(held), verbose=0)  # a pipeline-fed warm-up (shapes may relax)
+
+    times = {"pipeline": [], "memory": [], "fed": []}
+    for r in range(args.rounds):
+        order = ("memory", "fed", "pipeline") if r % 2 == 0 else ("pipeline", "fed", "memory")
+        for what in order:
+            if what == "pipeline":
+                rate, _ = _images_per_second(epoch(2 + r).take(args.steps), args.batch_size)
+                times["pipeline"].append(rate)
+                continue
+            data = in_memory if what == "memory" else epoch(2 + r)
+            start = time.perf_counter()
+            model.fit(data, epochs=1, steps_per_epoch=len(held), verbose=0)
+            times[what].append(time.perf_counter() - start)
+    memory, fed = statistics.median(times["memory"]), statistics.median(times["fed"])
+    return {"arch": arch, "source": source, "first_pass": first_pass, "pipeline": statistics.median(times["pipeline"]),
+            "step": len(held) * args.batch_size / memory, "fed_ratio": fed / memory, "steps": len(held)}
+
+
+def _memory_dataset(batches):
+    """A dataset that yields `batches` (already computed tensors) over and over, doing no other work; a dimension
+    that differs between the batches (YOLOv2's multi-scale sizes) is left unknown in its spec."""
+    flat = [tf.nest.flatten(b) for b in batches]
+    specs = [tf.TensorSpec([d if all(f[i].shape[j] == d for f in flat) else None for j, d in enumerate(t.shape)],
+                           t.dtype) for i, t in enumerate(flat[0])]
+
+    def gen():
+        yield from batches
+
+    spec = tf.nest.pack_sequence_as(batches[0], specs)
+    return tf.data.Dataset.from_generator(gen, output_signature=spec).repeat()
+
+
+def table(rows) -> str:
+    lines = ["| architecture | source | first pass (img/s) | pipeline alone (img/s) | training step alone (img/s) | "
+             "fed / in memory | keeps up |",
+             "|---|---|---:|---:|---:|---:|:---:|"]
+    for r in rows:
+        keeps = (r["first_pass"] > r["step"] and r["pipeline"] > r["step"] and r["fed_ratio"] <= SLOWDOWN_FLAG)
+        lines.append(f"| {r['arch']} | {r['source']} | {r['first_pass']:.0f} | {r['pipeline']:.0f} | {r['step']:.1f} | "
+                     f"{r['fed_ratio']:.3f} | {'yes' if keeps else '**no**'} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    warn_if_busy()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        specs = {"synthetic": "synthetic"}
+        if "coco" in args.sources:
+            specs["coco"] = coco_folder(pathlib.Path(tmp), args.images, args.image_size)
+        for arch in args.archs:
+            for source in args.sources:
+                print(f"[bench] {arch} on {source} ...", flush=True)
+                row = measure(arch, source, specs[source], args)
+                print(f"[bench]   first pass {row['first_pass']:.0f} img/s | pipeline {row['pipeline']:.0f} img/s | "
+                      f"step {row['step']:.1f} img/s | fed / in memory {row['fed_ratio']:.3f}", flush=True)
+                rows.append(row)
+                keras.backend.clear_session()
+    text = table(rows)
+    print(text)
+    if args.print_only:
+        return 0
+    body = "\n".join([
+        "## Training input pipeline (`benchmarks/pipeline.py`)",
+        "",
+        f"Measured {datetime.date.today().isoformat()} with `{command_line()}` on {machine_description()};",
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}; 2 intra-op threads, 1 inter-op thread, float32, "
+        f"{args.images} training images at {args.image_size} px, batch {args.batch_size}, medians of {args.rounds} "
+        f"interleaved rounds of {args.steps} steps. The batches are what `kerasdet train` makes (each family's "
+        "augmentation); the COCO folder holds the same images as PNG files. \"Keeps up\": first pass and pipeline "
+        f"alone faster than the step, and fed / in memory at most {SLOWDOWN_FLAG:.2f}. See the script's docstring.",
+        "",
+        text,
+    ])
+    write_section(ROOT / "benchmarks" / "RESULTS.md", START, END, body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
