@@ -30,7 +30,7 @@ class FastYOLO(YOLOv1):
         """Fast YOLO at 256 px for 2 CPU cores: the 9 convolutions at `width` (0.5) with batch norm, one max pool
         fewer (an 8 x 8 grid at 256 px, the paper's 7 x 7 at 448 scaled)."""
         layers = list(FAST_YOLO_LAYERS)
-        del layers[layers.index("M", len(layers) - 6)]  # the last max pool
+        del layers[len(layers) - 1 - layers[::-1].index("M")]  # the last max pool (after the 512-filter conv)
         defaults = dict(input_size=256, conv_layers=tuple(layers), hidden_units=None, batch_norm=True, width=width)
         defaults.update(kwargs)
         return cls(num_classes=num_classes, **defaults)
