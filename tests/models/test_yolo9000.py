@@ -174,6 +174,13 @@ def test_embedded_experiment_data():
     leaves = synthetic.class_node_indices()
     for i, (image, t) in enumerate(classification):
         assert t["nodes"].numpy().tolist() == [leaves[i % 10]] and (t["boxes"].numpy() == -1).all()
+    # the one object's size is drawn as the detection images' objects are: small ones as well as large ones
+    extents = []
+    for i in range(40):
+        _, drawn = synthetic._render(synthetic.split_seed("train"), i, 256, single=True)
+        assert len(drawn["boxes"]) == 1 and drawn["labels"].tolist() == [i % 10]
+        extents.append(float(np.max(drawn["boxes"][0, 2:] - drawn["boxes"][0, :2])))
+    assert min(extents) < 24 and max(extents) > 120, extents
     tree = WordTree(names, parents)
     model = YOLO9000.compact(num_classes=10, word_tree=tree, class_names=synthetic.class_names(), width=0.125)
     assert model.class_nodes == tuple(leaves)
