@@ -408,7 +408,7 @@ def run_model(spec: Spec, args, base) -> dict:
     annotate_rows(rows, peer, losses)
     result = {"rows": rows, "pieces": pieces, "params": params, "batch_norm": peer_model["batch_norm"],
               "target": target, "torch": peer.info}
-    del model
+    model = None  # (not `del`: the cases closure reads it)
     keras.backend.clear_session()
     gc.collect()
     return result

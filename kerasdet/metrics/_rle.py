@@ -473,7 +473,6 @@ def runs_from_segmentations(segmentations: Sequence, heights, widths, where: str
     """
     heights = np.asarray(heights, np.int64)
     widths = np.asarray(widths, np.int64)
-    n = len(segmentations)
     polys, poly_owner, rle_idx, rles = [], [], [], []
     for i, seg in enumerate(segmentations):
         if isinstance(seg, dict):

@@ -1,6 +1,5 @@
 """`kerasdet.data.read_image`: RGB uint8 from any common file, EXIF orientation applied, decompression bombs refused."""
 
-import io
 import struct
 import zlib
 
