@@ -70,8 +70,18 @@ def main(argv=None) -> int:
         result = coco_evaluate(coco, detections)
         return f"AP {result['AP']:.3f}, AP50 {result['AP50']:.3f}"
 
-    print("batch norm in inference mode:", score(False))
-    print(f"batch norm in training mode (batches of {args.batch_size}):", score(True))
+    def losses(training):
+        totals = {}
+        for first in range(0, args.images, args.batch_size):
+            x = tf.constant(images[first:first + args.batch_size].astype(np.float32))
+            y = {"boxes": boxes[first:first + args.batch_size], "labels": labels[first:first + args.batch_size]}
+            got = model.detection_losses(x, model.standardize_targets(y, x), model(x, training=training))
+            for k, v in got.items():
+                totals[k] = totals.get(k, 0.0) + float(v) * len(x) / args.images
+        return ", ".join(f"{k} {v:.3f}" for k, v in totals.items())
+
+    for training, mode in ((False, "inference mode"), (True, f"training mode (batches of {args.batch_size})")):
+        print(f"batch norm in {mode}: {score(training)}; losses on these images: {losses(training)}")
     return 0
 
 
