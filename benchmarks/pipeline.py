@@ -116,11 +116,8 @@ def measure(arch: str, source: str, spec: str, args) -> dict:
     model.build_for_size(args.image_size)
     model.compile(learning_rate=1e-4)
     # every timed epoch is epoch 0 (one seed): the same images at the same sizes, fed or held
-    held = list(epoch(0))
-    in_memory = _memory_dataset(held)
-    for _ in in_memory.take(len(held) + 1):  # completes the in-memory cache
-        pass
-    steps = len(held)
+    steps = sum(1 for _ in epoch(0))
+    in_memory = _memory_dataset(epoch(0))
     model.fit(in_memory, epochs=1, steps_per_epoch=steps, verbose=0)  # tracing, warm-up
     model.fit(epoch(0), epochs=1, steps_per_epoch=steps, verbose=0)  # a pipeline-fed warm-up (shapes may relax)
 
@@ -142,17 +139,12 @@ def measure(arch: str, source: str, spec: str, args) -> dict:
 
 
 def _memory_dataset(batches):
-    """A dataset that yields `batches` (already computed tensors) over and over, doing no other work; a dimension
-    that differs between the batches (YOLOv2's multi-scale sizes) is left unknown in its spec."""
-    flat = [tf.nest.flatten(b) for b in batches]
-    specs = [tf.TensorSpec([d if all(f[i].shape[j] == d for f in flat) else None for j, d in enumerate(t.shape)],
-                           t.dtype) for i, t in enumerate(flat[0])]
-
-    def gen():
-        yield from batches
-
-    spec = tf.nest.pack_sequence_as(batches[0], specs)
-    return tf.data.Dataset.from_generator(gen, output_signature=spec).cache().repeat()
+    """The epoch's batches held in memory: the pipeline's own dataset cached after batching and filled once, so that
+    `fit` reads the same element spec (the same traced step) with no pipeline work and no Python in the loop."""
+    cached = batches.cache().repeat()
+    for _ in cached.take(sum(1 for _ in batches) + 1):  # one whole pass fills the cache
+        pass
+    return cached
 
 
 def table(rows) -> str:
