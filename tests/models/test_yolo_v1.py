@@ -41,29 +41,6 @@ def test_loss_matches_equation_3():
         np.testing.assert_allclose(float(got[name]), value, rtol=1e-4, atol=1e-6, err_msg=name)
 
 
-def test_when_every_predictor_misses_the_nearest_in_rmse_is_responsible():
-    """darknet's rule: both predictors of the object's cell have IoU 0 with it; the second lies nearer (RMSE of
-    centre and size in image fractions), so it, not the first (argmax of equal IoUs), takes the coordinate term."""
-    model = YOLOv1.compact(num_classes=3, width=0.125, input_size=96, hidden_units=16)
-    images = tf.zeros([1, 96, 96, 3])
-    boxes = np.array([[[10, 12, 40, 50]]], np.float32)  # centre (25, 31): cell (row 0, column 0) of the 3 x 3 grid
-    labels = np.array([[1]], np.int32)
-    predictions = np.zeros((1, 9, 13), np.float32)
-    predictions[0, 0, :10] = [0.0, 0.0, 0.1, 0.1, 0.3,    # a 0.96 px box at (0, 0): outside the object
-                              0.2, 0.2, 0.1, 0.1, 0.4]    # one at (6.4, 6.4): outside too, but nearer its centre
-    targets = model.standardize_targets({"boxes": boxes, "labels": labels}, images)
-    got = model.detection_losses(images, targets, {"predictions": tf.constant(predictions)})
-    want = yolo_v1_loss(predictions, boxes, labels, 3, 2, (96, 96))
-    for name, value in zip(("coord_loss", "object_loss", "noobject_loss", "class_loss"), want):
-        np.testing.assert_allclose(float(got[name]), value, rtol=1e-5, atol=1e-7, err_msg=name)
-    tx, ty, tw, th = 25 / 32, 31 / 32, np.sqrt(30 / 96), np.sqrt(38 / 96)
-    second = 5.0 * ((0.2 - tx) ** 2 + (0.2 - ty) ** 2 + (0.1 - tw) ** 2 + (0.1 - th) ** 2)
-    np.testing.assert_allclose(float(got["coord_loss"]), second, rtol=1e-5)
-    # the first predictor is then a "no object" one: 0.5 x 0.3^2, and the second's objectness goes to IoU 0
-    np.testing.assert_allclose(float(got["noobject_loss"]), 0.5 * 0.3 ** 2, rtol=1e-5)
-    np.testing.assert_allclose(float(got["object_loss"]), 0.4 ** 2, rtol=1e-5)
-
-
 def test_inputs_are_resized_to_the_network_and_boxes_come_back_in_input_pixels():
     """A 96 px network on a 150 x 300 image sees the image resized to 96 x 96 (equal outputs), and decodes its boxes
     with x scaled by 300 / 96 and y by 150 / 96."""

@@ -189,8 +189,7 @@ def yolo_v1_loss(predictions, gt_boxes, gt_labels, grid, boxes_per_cell, image_h
                  lambda_noobj=0.5):
     """YOLO's eq. 3 one cell and one predictor at a time (float64). `predictions` [B, S*S, 5 nb + C] raw outputs
     (per predictor x, y, sqrt w, sqrt h, confidence; then the C class probabilities); an object belongs to the cell
-    of its centre (a later object replaces an earlier one there) and to the predictor of highest IoU with it, or,
-    when every predictor's IoU is 0, to the one of smallest RMSE of (centre, size) in image fractions (darknet).
+    of its centre (a later object replaces an earlier one there) and to the predictor of highest IoU with it.
     Returns (coord, object, noobject, class) divided by B."""
     b_count = predictions.shape[0]
     height, width = image_hw
@@ -220,13 +219,6 @@ def yolo_v1_loss(predictions, gt_boxes, gt_labels, grid, boxes_per_cell, image_h
             box = gt_boxes[b, owner[c]]
             ious = [iou_pair(pbox, box) for pbox, _, _ in preds]
             best = int(np.argmax(ious))
-            if max(ious) <= 0:  # darknet: every predictor misses -> the one of smallest RMSE (image fractions)
-                def centre_size(bx):
-                    return ((bx[0] + bx[2]) / 2 / width, (bx[1] + bx[3]) / 2 / height, (bx[2] - bx[0]) / width,
-                            (bx[3] - bx[1]) / height)
-                truth = centre_size(box)
-                rmse = [math.sqrt(sum((u - v) ** 2 for u, v in zip(centre_size(pbox), truth))) for pbox, _, _ in preds]
-                best = int(np.argmin(rmse))
             tx = (box[0] + box[2]) / 2 / width * s - col
             ty = (box[1] + box[3]) / 2 / height * s - row
             tw, th = math.sqrt((box[2] - box[0]) / width), math.sqrt((box[3] - box[1]) / height)

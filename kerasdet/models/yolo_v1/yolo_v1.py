@@ -243,15 +243,7 @@ class YOLOv1(Detector):
         pred_boxes, confidence = self._decode(predictions, hw)                              # [B, S*S, nb, 4]
         overlaps = iou(pred_boxes, truth[:, :, None, :], aligned=True)                      # [B, S*S, nb]
         overlaps = tf.stop_gradient(overlaps)
-        # darknet's rule when every predictor of the cell misses its object (IoU 0 for all): the one of smallest RMSE
-        # of (centre x, centre y, w, h) as fractions of the image is responsible (the first on ties, as argmax)
-        scale = tf.concat([hw[::-1], hw[::-1]], 0)
-        def centre_size(b):
-            return tf.concat([(b[..., :2] + b[..., 2:]) / 2, b[..., 2:] - b[..., :2]], -1) / scale
-        squared_error = tf.reduce_sum(tf.square(centre_size(pred_boxes) - centre_size(truth)[:, :, None, :]), -1)
-        nearest = tf.where(tf.reduce_max(overlaps, -1) > 0, tf.argmax(overlaps, axis=-1),
-                           tf.argmin(tf.stop_gradient(squared_error), axis=-1))
-        best = tf.one_hot(nearest, nb, dtype=tf.float32)
+        best = tf.one_hot(tf.argmax(overlaps, axis=-1), nb, dtype=tf.float32)
         responsible = best * tf.cast(has_object, tf.float32)[..., None]
         cell_f = tf.cast(has_object, tf.float32)
 
