@@ -73,7 +73,10 @@ def parse_args(argv=None):
     if args.images < args.batch_size:
         parser.error(f"--images {args.images} makes no full batch of --batch-size {args.batch_size}")
     for arch in args.archs:
-        families.family_of_arch(arch)  # a ValueError naming the architectures there are
+        try:
+            families.family_of_arch(arch)
+        except ValueError as err:  # it names the architectures there are
+            parser.error(f"--archs: {err}")
     return args
 
 

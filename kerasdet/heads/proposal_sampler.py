@@ -69,9 +69,6 @@ class ProposalSampler(keras.layers.Layer):
 
         self.built = True  # no variables of its own: built from the start (the model's optimizer is made eagerly)
 
-    def build(self, *shapes):
-        self.built = True
-
     def call(self, proposals, targets, training=None):
         proposals = tf.stop_gradient(tf.cast(proposals, tf.float32))
         if self.add_ground_truth:

@@ -10,9 +10,9 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdet.layers.hierarchical_softmax import HierarchicalSoftmax
-from kerasdet.models.yolo_v2._class_logit_initializer import ZeroClassLogits
 from kerasdet.layers.word_tree import WordTree
 from kerasdet.models.detector import checked_indices
+from kerasdet.models.yolo_v2._class_logit_initializer import ZeroClassLogits
 from kerasdet.models.yolo_v2.yolo_v2 import YOLOv2
 
 
