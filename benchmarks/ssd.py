@@ -13,11 +13,12 @@ sides, random weights, float32, CPU. Two comparisons (`--model ssd300|ssdlite|bo
 - ssd300: ours `SSD.paper_config(300, num_classes=90)` (reduced VGG16, conv4_3 L2 norm, 8732 default boxes)
   vs `ssd300_vgg16(weights=None, weights_backbone=None, num_classes=91)` (the same network; its class count
   includes the background), 300x300 images.
-- ssdlite: ours `SSD.ssdlite(num_classes=90, size=320)` (torchvision's SSDLite320 layout on MobileNetV2 alpha 1.0:
-  maps from C4 and C5 and four depthwise-separable extras, 6 default boxes per cell, 3234 in all, as the peer) vs
-  `ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=91)` (MobileNetV3-Large,
-  six maps from stride 16): the nearest peer, not the same network; both backbones and parameter counts are
-  in the notes. 320x320 images.
+- ssdlite: ours `SSD.ssdlite(num_classes=90, size=320, backbone="mobilenet_v3_large")` (torchvision's SSDLite320
+  layout on the same trunk, MobileNetV3-Large with the reduced tail, 1.62 M parameters on both sides: maps from the
+  expansion of the first stride-32 block and the last convolution, four depthwise-separable extras, 6 default
+  boxes per cell, 3234 in all) vs `ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None,
+  num_classes=91)`. The extras and predictors differ in detail (ours: bias and ReLU, no batch norm; the peer's:
+  batch norm and ReLU6), hence 3.43 M against 3.44 M parameters (in the notes). 320x320 images.
 
 Same detection settings on both: score threshold 0.01, per-class NMS 0.45, 200 detections (torchvision's SSDLite
 defaults, 0.001 / 0.55 / 300, are overridden; its per-class top-400 before NMS is kept, ours has none). Inference:
@@ -77,10 +78,11 @@ MODELS = {
                    build=lambda: SSD.paper_config(300, num_classes=NUM_CLASSES),
                    ours="`SSD.paper_config(300, num_classes=90)`: reduced VGG16, conv4_3 L2 norm, 8732 default boxes"),
     "ssdlite": dict(size=320, arch="ssdlite320", peer="torchvision ssdlite320_mobilenet_v3_large",
-                    build=lambda: SSD.ssdlite(num_classes=NUM_CLASSES, size=320),
-                    ours="`SSD.ssdlite(num_classes=90, size=320)`: torchvision's SSDLite320 layout on MobileNetV2 "
-                         "(alpha 1.0): maps from C4 and C5 + 4 separable extras (20, 10, 5, 3, 2, 1 cells), 6 default "
-                         "boxes per cell, 3234 in all"),
+                    build=lambda: SSD.ssdlite(num_classes=NUM_CLASSES, size=320, backbone="mobilenet_v3_large"),
+                    ours="`SSD.ssdlite(num_classes=90, size=320, backbone=\"mobilenet_v3_large\")`: torchvision's "
+                         "SSDLite320 layout on the peer's trunk (MobileNetV3-Large, reduced tail): maps from the "
+                         "stride-16 expansion and the last convolution + 4 separable extras (20, 10, 5, 3, 2, 1 "
+                         "cells), 6 default boxes per cell, 3234 in all"),
 }
 
 

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from kerasdet.backbones._common import LEVEL_STRIDES
 from kerasdet.backbones.mobilenet import MobileNetV2
+from kerasdet.backbones.mobilenet_v3 import MobileNetV3Large
 from kerasdet.backbones.resnet import ResNet
 from kerasdet.backbones.vgg import VGG16
 from kerasdet.coders.delta_coder import DeltaCoder
@@ -275,14 +276,30 @@ class SSD(Detector):
                    l2_norm_levels=("conv4_3",), **defaults)
 
     @classmethod
-    def ssdlite(cls, num_classes=80, size=320, width=1.0, **kwargs):
-        """SSDLite (Sandler et al., 2018, §6.2) as torchvision's `ssdlite320_mobilenet_v3_large` lays it out, on
-        MobileNetV2: maps from the stride-16 block (C4) and the last layer (C5), four depthwise-separable extras
-        (512, 256, 256, 128 channels, stride 2), 6 default boxes per cell (ratios 2 and 3, plus the extra box) with
-        sizes 0.2 .. 0.95 of `size` (3,234 boxes at 320 px, as torchvision's); images padded to multiples of 32."""
-        trunk = MobileNetV2(alpha=width, levels=("C4", "C5"))
+    def ssdlite(cls, num_classes=80, size=320, width=1.0, backbone="mobilenet_v2", **kwargs):
+        """SSDLite (Sandler et al., 2018, §6.2) as torchvision's `ssdlite320_mobilenet_v3_large` lays it out: two
+        maps from the trunk, four depthwise-separable extras (512, 256, 256, 128 channels, stride 2), 6 default
+        boxes per cell (ratios 2 and 3, plus the extra box) with sizes 0.2 .. 0.95 of `size` (3,234 boxes at 320 px,
+        as torchvision's); images padded to multiples of 32.
+
+        Args:
+            backbone: `"mobilenet_v2"` (the SSDLite paper's trunk, alpha `width`; maps from its stride-16 block C4
+                and last layer C5) or `"mobilenet_v3_large"` (torchvision's: MobileNetV3-Large with the reduced
+                tail, maps from the expansion of the first stride-32 block, still at stride 16, and the last
+                convolution: MobileNetV3 paper §6.3).
+
+        Example:
+            >>> SSD.ssdlite(num_classes=90, backbone="mobilenet_v3_large").build_for_size(320)
+        """
+        if backbone == "mobilenet_v2":
+            trunk, levels = MobileNetV2(alpha=width, levels=("C4", "C5")), ("C4", "C5")
+        elif backbone == "mobilenet_v3_large":
+            levels = ("C4_expansion", "C5")
+            trunk = MobileNetV3Large(width=width, reduced_tail=True, levels=levels)
+        else:
+            raise ValueError(f"`backbone` must be 'mobilenet_v2' or 'mobilenet_v3_large'; got {backbone!r}")
         scales = [0.2 + (0.95 - 0.2) * k / 5 for k in range(6)] + [1.0]
-        defaults = dict(feature_levels=("C4", "C5"), l2_norm_levels=(),
+        defaults = dict(feature_levels=levels, l2_norm_levels=(),
                         extra_layers=((256, 512, 3, 2, 1), (128, 256, 3, 2, 1), (128, 256, 3, 2, 1), (64, 128, 3, 2, 1)),
                         box_sizes=tuple(round(s * size, 2) for s in scales), aspect_ratios=((2.0, 3.0),) * 6,
                         separable=True, size_divisor=32)
