@@ -3,6 +3,7 @@
 from kerasdet.layers.anchor_generator import AnchorGenerator
 from kerasdet.layers.box_matcher import BoxMatcher
 from kerasdet.layers.feature_pyramid import FeaturePyramid
+from kerasdet.layers.fused_batch_norm import FusedBatchNormalization
 from kerasdet.layers.hard_negative_miner import HardNegativeMiner
 from kerasdet.layers.hierarchical_softmax import HierarchicalSoftmax
 from kerasdet.layers.l2_normalization import L2Normalization
@@ -22,6 +23,7 @@ __all__ = [
     "AnchorGenerator",
     "BoxMatcher",
     "FeaturePyramid",
+    "FusedBatchNormalization",
     "HardNegativeMiner",
     "HierarchicalSoftmax",
     "L2Normalization",

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasdet.layers.fused_batch_norm import use_fused_batch_norms
 from kerasdet.models._non_finite_guard import GuardState, StopOnNonFiniteStep, non_finite_error
 from kerasdet.ops.boxes import clip_boxes, convert_format
 from kerasdet.ops.nms import batched_non_max_suppression
@@ -575,6 +576,7 @@ class Detector(keras.Model):
         return dict(detections, boxes=tf.where(detections["labels"][..., None] >= 0, converted, -1.0))
 
     def __call__(self, *args, **kwargs):
+        self._fuse_batch_norms()
         inputs = args[0] if args else kwargs.get("inputs")
         targets = kwargs.get("targets")
         if targets is not None:
@@ -1091,8 +1093,17 @@ class Detector(keras.Model):
         rois = tf.tile(tf.constant([[[0.0, 0.0, width / 2.0, height / 2.0]]]), [batch, 1, 1])
         return {"images": images, "rois": rois}
 
+    def _fuse_batch_norms(self):
+        """Once, before the first call: every Keras batch norm of the model runs TensorFlow's fused kernel
+        (`kerasdet.layers.FusedBatchNormalization`: the same variables and results, a faster training step)."""
+        if self.__dict__.get("_batch_norms_fused"):
+            return
+        use_fused_batch_norms(self)
+        self.__dict__["_batch_norms_fused"] = True  # not a tracked attribute
+
     def build(self, input_shape=None):
         """Creates the variables by running the model once on a zero image (256 x 256 unless the shape says)."""
+        self._fuse_batch_norms()
         if isinstance(input_shape, dict):
             input_shape = input_shape.get("images")
         h = w = None
