@@ -110,6 +110,9 @@ class MobileNetV3Large(FeatureBackbone):
 
     def __init__(self, width=1.0, reduced_tail=False, levels=("C2", "C3", "C4", "C5"), weights=None,
                  input_shape=(None, None, 3), name=None, **kwargs):
+        if kwargs.get("trainable_layers") is not None:  # the stage rule reads ResNet's / VGG16's layer names
+            raise ValueError("`trainable_layers` is not supported by MobileNetV3Large (its 15 blocks are not "
+                             "numbered by stage); freeze it whole with `trainable=False` or a Detector's `freeze`")
         width = check_positive(width, "width")
         if not isinstance(reduced_tail, bool):
             raise ValueError(f"`reduced_tail` must be True or False; got {reduced_tail!r}")

@@ -10,10 +10,14 @@ import tensorflow as tf
 
 
 def _fusable(layer, inputs, mask) -> bool:
+    """Whether the fused kernel computes what Keras' call would: not for a layer whose statistics come from its own
+    `_moments` hook (`kerasdet.models.distribution.prepare_for_replicas` gives it the global batch's), nor for
+    float64 inputs (Keras keeps float64; the kernel takes float32)."""
     shape = getattr(inputs, "shape", None)
     return (keras.backend.backend() == "tensorflow" and mask is None and not layer.renorm
-            and not layer.synchronized and shape is not None and len(shape) == 4
-            and layer.axis in (3, -1) and shape[-1] is not None)
+            and not layer.synchronized and "_moments" not in layer.__dict__
+            and shape is not None and len(shape) == 4 and layer.axis in (3, -1) and shape[-1] is not None
+            and tf.as_dtype(inputs.dtype) != tf.float64)
 
 
 def _fused_call(self, inputs, training=None, mask=None):
@@ -54,7 +58,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     statistics by `moving = moving * momentum + batch * (1 - momentum)`; otherwise the moving statistics
     normalise it. Inputs of other dtypes are normalised in float32 and cast back, as Keras does.
 
-    It applies to 4-D channels-last inputs without a mask, renorm or synchronized statistics, under the TensorFlow
+    It applies to 4-D channels-last inputs (not float64) without a mask, renorm, synchronized statistics or a
+    replaced `_moments` (the global-batch statistics of training on several replicas), under the TensorFlow
     backend; anything else runs Keras' own `call`. Variables and config are those of
     `keras.layers.BatchNormalization`. `use_fused_batch_norms(model)` gives a model's Keras batch norms this
     `call` without changing their class (so weights files keep their paths).

@@ -115,3 +115,33 @@ def test_every_detector_switches_its_batch_norms_and_keeps_their_weight_paths(tm
     np.testing.assert_allclose(model(x)["class_logits"], plain(x)["class_logits"], rtol=1e-4, atol=1e-4)
     model.save_weights(tmp_path / "fused.weights.h5")
     plain.load_weights(tmp_path / "fused.weights.h5")
+
+
+def test_layers_given_global_batch_statistics_keep_keras_call():
+    """Training on several replicas replaces a batch norm's `_moments` with the global batch's statistics
+    (`kerasdet.models.distribution`); the fused kernel would compute the replica's own, so such a layer keeps Keras'
+    call, whichever of the two switches came first."""
+    from kerasdet.models.distribution import _global_batch_statistics
+
+    x = np.random.default_rng(6).normal(0, 1, (2, 4, 4, 3)).astype(np.float32)
+    for order in ("fused first", "replicas first"):
+        model = keras.Sequential([keras.layers.BatchNormalization()])
+        model.build(x.shape)
+        steps = [lambda: use_fused_batch_norms(model), lambda: _global_batch_statistics(model.layers[0])]
+        for step in steps if order == "fused first" else steps[::-1]:
+            step()
+        layer, calls = model.layers[0], []
+        hook = layer._moments
+        layer._moments = lambda inputs, mask: calls.append(1) or hook(inputs, mask)
+        model(x, training=True)
+        assert calls, order
+
+
+def test_float64_inputs_keep_keras_call():
+    x = np.random.default_rng(7).normal(0, 1, (2, 3, 3, 2))
+    keras_bn, fused = keras.layers.BatchNormalization(dtype="float64"), FusedBatchNormalization(dtype="float64")
+    keras_bn.build(x.shape)
+    fused.build(x.shape)
+    got, want = fused(x, training=True), keras_bn(x, training=True)
+    assert got.dtype == want.dtype == tf.float64
+    np.testing.assert_allclose(got, want, rtol=1e-12)
