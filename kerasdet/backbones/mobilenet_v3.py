@@ -37,6 +37,8 @@ LARGE_BLOCKS = (
     (5, 960, 160, True, "HS", 1),
     (5, 960, 160, True, "HS", 1),
 )
+#: the output named by the stride of the blocks it ends
+_LEVEL_BEFORE_STRIDE_2 = {4: "C2", 8: "C3", 16: "C4"}
 _BN = dict(epsilon=1e-3, momentum=0.97)  # torchvision's SSDLite: eps 0.001, momentum 0.03 (PyTorch's convention)
 
 
@@ -140,12 +142,8 @@ class MobileNetV3Large(FeatureBackbone):
         for index, (kernel, expansion, out, se, act, step) in enumerate(blocks, start=1):
             prefix = f"block{index}"
             expansion, out = make_divisible(expansion * width), make_divisible(out * width)
-            if step == 2 and stride == 16 and "C4" in levels:
-                found["C4"] = x
-            if step == 2 and stride == 4 and "C2" in levels:
-                found["C2"] = x
-            if step == 2 and stride == 8 and "C3" in levels:
-                found["C3"] = x
+            if step == 2 and stride in _LEVEL_BEFORE_STRIDE_2:  # the last block of a stride: its output is a level
+                found[_LEVEL_BEFORE_STRIDE_2[stride]] = x
             inputs = x
             if expansion != channels:
                 x = keras.layers.Conv2D(expansion, 1, use_bias=False, name=f"{prefix}_expand")(x)
