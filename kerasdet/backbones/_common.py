@@ -173,6 +173,14 @@ class FeatureBackbone(keras.Model):
         super().__init__(*args, **kwargs)
         set_backbone_training(self, frozen_batch_norm, trainable_layers)
 
+    def stage_of_layer(self, layer_name):
+        """The stage (1 to 5, 1 the stem) of one of this backbone's layers, or None for layers outside every
+        stage; `trainable_layers` freezes by it. Reads ResNet's (`conv{k}_...`), VGG16's (`block{k}_...`) and
+        ZF net's (`conv{k}`) names; backbones named otherwise override it."""
+        from kerasdet.backbones.training_mode import stage_from_name
+
+        return stage_from_name(layer_name)
+
     @property
     def feature_strides(self) -> dict:
         """Stride of each output, e.g. `{"C3": 8, "C4": 16, "C5": 32}` or `{"conv5_3": 16}`."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import keras
 
 from kerasdet.backbones._common import (
@@ -13,6 +15,7 @@ from kerasdet.backbones._common import (
     check_weights,
 )
 
+_STAGE_NAME = re.compile(r"^conv(\d)_")
 DARKNET_LEVEL_STRIDES = {"C2": 4, "C3": 8, "C4": 16, "C5": 32}
 #: Darknet-19's convolutions after each max pool (Redmon and Farhadi, 2017, Table 6): (filters, kernel) per stage,
 #: stage 1 at stride 1, stage k at stride 2**(k-1); C2..C5 are the last layers of stages 3..6
@@ -90,3 +93,9 @@ class Darknet19(FeatureBackbone):
         self.input_shape_arg = input_shape
         if weights is not None:
             self.load_weights(weights)
+
+    def stage_of_layer(self, layer_name):
+        """Darknet-19's first two stages (strides 1 and 2) are the stem, stage 1; `conv{k}_...` for k >= 3 ends
+        at C{k-1} and is stage k - 1."""
+        m = _STAGE_NAME.match(layer_name)
+        return None if m is None else max(int(m.group(1)) - 1, 1)

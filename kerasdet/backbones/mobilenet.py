@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import keras
@@ -19,6 +20,9 @@ from kerasdet.backbones._common import (
 # the keras.applications.MobileNetV2 layer giving each level
 _LEVEL_LAYERS = {"C2": "block_2_add", "C3": "block_5_add", "C4": "block_12_add", "C5": "out_relu"}
 _IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+#: the first keras.applications block of each stage 2..5 (the block that halves the resolution)
+_FIRST_BLOCK_OF_STAGE = ((13, 5), (6, 4), (3, 3), (1, 2))
+_BLOCK_NUMBER = re.compile(r"^block_(\d+)_")
 
 
 @keras.saving.register_keras_serializable(package="kerasdet")
@@ -104,4 +108,17 @@ class MobileNetV2(FeatureBackbone):
         self.input_shape_arg = input_shape
         if weights not in (None, "imagenet"):
             self.load_weights(weights)
+
+    def stage_of_layer(self, layer_name):
+        """Stages by the stride a block ends at: the stem (`Conv1`, `expanded_conv`) 1, `block_1`-`block_2` 2,
+        `block_3`-`block_5` 3, `block_6`-`block_12` 4, `block_13`-`block_16` and `Conv_1` 5."""
+        if layer_name.startswith(("Conv1", "bn_Conv1", "expanded_conv")):
+            return 1
+        if layer_name.startswith(("Conv_1", "out_relu")):
+            return 5
+        m = _BLOCK_NUMBER.match(layer_name)
+        if m is None:
+            return None
+        block = int(m.group(1))
+        return next(stage for first, stage in _FIRST_BLOCK_OF_STAGE if block >= first)
 

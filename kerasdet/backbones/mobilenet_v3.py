@@ -3,6 +3,8 @@ expansion that SSDLite reads."""
 
 from __future__ import annotations
 
+import re
+
 import keras
 
 from kerasdet.backbones._common import (
@@ -39,6 +41,14 @@ LARGE_BLOCKS = (
 )
 #: the output named by the stride of the blocks it ends
 _LEVEL_BEFORE_STRIDE_2 = {4: "C2", 8: "C3", 16: "C4"}
+#: stage of each block (1-based), by the stride its output has: 2 -> 1 (with the stem), 4 -> 2 ... 32 -> 5
+_STAGE_OF_BLOCK = {}
+_stride = 2
+for _index, _spec in enumerate(LARGE_BLOCKS, start=1):
+    _stride *= _spec[-1]
+    _STAGE_OF_BLOCK[_index] = _stride.bit_length() - 1
+del _stride, _index, _spec
+_BLOCK_NUMBER = re.compile(r"^block(\d+)_")
 _BN = dict(epsilon=1e-3, momentum=0.97)  # torchvision's SSDLite: eps 0.001, momentum 0.03 (PyTorch's convention)
 
 
@@ -112,9 +122,6 @@ class MobileNetV3Large(FeatureBackbone):
 
     def __init__(self, width=1.0, reduced_tail=False, levels=("C2", "C3", "C4", "C5"), weights=None,
                  input_shape=(None, None, 3), name=None, **kwargs):
-        if kwargs.get("trainable_layers") is not None:  # the stage rule reads ResNet's / VGG16's layer names
-            raise ValueError("`trainable_layers` is not supported by MobileNetV3Large (its 15 blocks are not "
-                             "numbered by stage); freeze it whole with `trainable=False` or a Detector's `freeze`")
         width = check_positive(width, "width")
         if not isinstance(reduced_tail, bool):
             raise ValueError(f"`reduced_tail` must be True or False; got {reduced_tail!r}")
@@ -174,3 +181,14 @@ class MobileNetV3Large(FeatureBackbone):
         self.input_shape_arg = input_shape
         if weights is not None:
             self.load_weights(weights)
+
+    def stage_of_layer(self, layer_name):
+        """Stages by the stride a block ends at: the stem and `block1` 1, `block2`-`block3` 2, `block4`-`block6` 3,
+        `block7`-`block12` 4, `block13`-`block15` and the last convolution 5 (torchvision's stages of the same
+        network start at the same blocks)."""
+        if layer_name.startswith("stem_"):
+            return 1
+        if layer_name.startswith("last_"):
+            return 5
+        m = _BLOCK_NUMBER.match(layer_name)
+        return None if m is None else _STAGE_OF_BLOCK.get(int(m.group(1)))

@@ -9,7 +9,8 @@ import keras
 _STAGE_OF_NAME = (re.compile(r"^conv(\d)_"), re.compile(r"^block(\d)_"), re.compile(r"^conv(\d)$"))
 
 
-def _stage(layer_name):
+def stage_from_name(layer_name):
+    """Stage of a layer named `conv{k}_...` (ResNet), `block{k}_...` (VGG16) or `conv{k}` (ZF net); None otherwise."""
     for pattern in _STAGE_OF_NAME:
         m = pattern.match(layer_name)
         if m:
@@ -25,8 +26,10 @@ def set_backbone_training(backbone, frozen_batch_norm=False, trainable_layers=No
       trained at batch 1-2, where batch statistics are noise).
     - `trainable_layers`: None trains everything; otherwise the number of stages, counted from the
       last, that train (torchvision's `trainable_backbone_layers`, 0-5): the stem and earlier stages
-      are frozen. Stages are read from the layer names (`conv{k}_...` for ResNet, `block{k}_...` for
-      VGG16, `conv{k}` for ZF net; stage 1 is the stem).
+      are frozen. Every backbone has five stages, stage 1 the stem: ResNet's conv1..conv5, VGG16's
+      block1..block5, ZF net's conv1..conv5, Darknet-19's stages ending at C2..C5 after a stem of its
+      first two, MobileNets' blocks grouped by the stride they end at (2, 4, 8, 16, 32). Each backbone maps
+      its layer names to stages with its `stage_of_layer` method.
 
     Example:
         >>> backbone = set_backbone_training(ResNet(50, levels=("C4",)), frozen_batch_norm=True, trainable_layers=3)
@@ -40,11 +43,12 @@ def set_backbone_training(backbone, frozen_batch_norm=False, trainable_layers=No
     object.__setattr__(backbone, "frozen_batch_norm", frozen_batch_norm)
     object.__setattr__(backbone, "trainable_layers", trainable_layers)
     first_trainable = None if trainable_layers is None else 6 - trainable_layers
+    stage_of_layer = getattr(backbone, "stage_of_layer", stage_from_name)
     for layer in backbone.layers:
         if frozen_batch_norm and isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
         if first_trainable is not None and layer.weights:
-            stage = _stage(layer.name)
+            stage = stage_of_layer(layer.name)
             if stage is not None and stage < first_trainable:
                 layer.trainable = False
     return backbone

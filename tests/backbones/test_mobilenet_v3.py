@@ -100,7 +100,7 @@ def test_width_config_round_trip_and_call_equality():
 @pytest.mark.parametrize("kwargs, message", [(dict(levels=("C6",)), "levels"), (dict(width=0), "width"),
                                              (dict(weights="imagenet"), "ImageNet"),
                                              (dict(reduced_tail="yes"), "reduced_tail"),
-                                             (dict(trainable_layers=0), "trainable_layers")])
+                                             (dict(trainable_layers=6), "trainable_layers")])
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MobileNetV3Large(**kwargs)
