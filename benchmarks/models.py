@@ -20,7 +20,10 @@ no downloads). For each batch size two things are timed:
   `RetinaNetObjectDetector.predict_step` (forward + anchor decode + its NonMaxSuppression layer).
   Score threshold 0.05, IoU 0.5, 100 detections per image on both sides; ours runs per-class NMS
   (the paper's), keras-hub runs its only mode, class-agnostic NMS on each anchor's best class.
-- one training step: `model.train_on_batch` on both sides (Keras' compiled train function, no XLA),
+  Inference runs in three precisions (`--precisions`): both sides float32; ours in `precision="auto"` (bfloat16
+  where the CPU computes it natively) against keras-hub's default float32; both sides in mixed_bfloat16 (copies
+  built under the policy, same weights). The section names the CPU's bfloat16 flags.
+- one training step (float32): `model.train_on_batch` on both sides (Keras' compiled train function, no XLA),
   each with its own loss (ours: sigmoid focal loss + smooth L1 beta 0.1 on deltas; keras-hub:
   `BinaryFocalCrossentropy` + `Huber`, both reduction "sum", normalised by the positives) and
   the same optimizer (SGD, learning rate 1e-4, momentum 0.9, one instance each).
@@ -72,6 +75,12 @@ PRIOR_LOGIT = -math.log((1.0 - 0.01) / 0.01)
 CANDIDATE_FRACTION = 5e-4  # of the (anchor, class) scores above SCORE_THRESHOLD
 BOX_DELTA_STD = 0.1
 LEARNING_RATE = 1e-4
+# issue 14's bars for inference: float32 against float32 on any CPU; "auto" against keras-hub's float32 (judged on
+# a CPU with AMX); both sides in mixed_bfloat16
+FLOAT32_LIMIT, AUTO_LIMIT, BF16_LIMIT = 0.95, 0.5, 1.0
+#: (ours, keras-hub) precisions of the inference cases
+PRECISION_PAIRS = {"float32": ("float32", "float32"), "auto": ("auto", "float32"),
+                   "mixed_bfloat16": ("mixed_bfloat16", "mixed_bfloat16")}
 # ImageNet statistics of keras-hub's ResNet image converter: x * scale + offset == (x / 255 - mean) / std
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
@@ -235,13 +244,26 @@ def _candidates_above(logits: np.ndarray) -> tuple[float, float]:
     return float(above.sum(axis=(1, 2)).mean()), float(above.any(axis=2).sum(axis=1).mean())
 
 
-def inference_case(ours, peer, converter, images: tf.Tensor) -> Case:
+def inference_case(ours, peer, converter, images: tf.Tensor, ours_precision="float32", peer_precision="float32",
+                   limit=FLOAT32_LIMIT) -> Case:
+    """Inference + NMS of both sides on `images`; the precisions only label the row (the models carry them)."""
     batch, size = int(images.shape[0]), int(images.shape[1])
     ours_fn = tf.function(ours.detect)
-    peer_fn = tf.function(lambda x: peer.predict_step(converter(x)))
+    if peer_precision == "float32":
+        peer_fn = tf.function(lambda x: peer.predict_step(converter(x)))
+    else:
+        # keras-hub 0.32's predict_step fails under a mixed policy (its box decoding multiplies the bfloat16 deltas
+        # by float32 anchors); this is its predict_step with the head outputs cast to float32 first
+        def peer_predict(x):
+            inputs = converter(x)
+            outputs = keras.tree.map_structure(lambda t: tf.cast(t, tf.float32), peer(inputs, training=False))
+            return peer.decode_predictions(outputs, inputs)
 
-    ours_pairs, _ = _candidates_above(ours(images, training=False)["class_logits"].numpy())
-    peer_pairs, peer_anchors = _candidates_above(peer(converter(images), training=False)["cls_logits"].numpy())
+        peer_fn = tf.function(peer_predict)
+
+    ours_pairs, _ = _candidates_above(tf.cast(ours(images, training=False)["class_logits"], tf.float32).numpy())
+    peer_logits = tf.cast(peer(converter(images), training=False)["cls_logits"], tf.float32)
+    peer_pairs, peer_anchors = _candidates_above(peer_logits.numpy())
     ours_kept = float(np.mean(ours_fn(images)["num_detections"].numpy()))
     peer_kept = float(np.mean(peer_fn(images)["num_detections"].numpy()))
     note = (
@@ -249,14 +271,57 @@ def inference_case(ours, peer, converter, images: tf.Tensor) -> Case:
         f"-> per-class NMS keeps {ours_kept:.0f}; keras-hub {peer_pairs:.0f} pairs, {peer_anchors:.0f} anchors by best class "
         f"-> class-agnostic NMS keeps {peer_kept:.0f}"
     )
+    if (ours_precision, peer_precision) != ("float32", "float32"):
+        note += f"; ours {_precision_label(ours_precision)}, keras-hub {peer_precision}"
+    if peer_precision != "float32":
+        note += PEER_CAST_NOTE
+    suffix = "" if (ours_precision, peer_precision) == ("float32", "float32") else (
+        f", ours {ours_precision} vs keras-hub {peer_precision}")
     return Case(
-        name=f"RetinaNet R50-FPN {size}x{size}, inference + NMS, batch {batch}",
+        name=f"RetinaNet R50-FPN {size}x{size}, inference + NMS, batch {batch}{suffix}",
         ours=lambda: ours_fn(images)["num_detections"].numpy(),
         peer=lambda: peer_fn(images)["num_detections"].numpy(),
-        peer_name="keras_hub RetinaNetObjectDetector.predict_step",
-        limit=1.0,
+        peer_name=f"keras_hub RetinaNetObjectDetector.predict_step ({peer_precision})",
+        limit=limit,
         note=note,
     )
+
+
+PEER_CAST_NOTE = ("; keras-hub's predict_step fails under the mixed policy (float32 anchors times bfloat16 deltas), "
+                  "so its head outputs are cast to float32 before its own decode_predictions")
+
+
+def _precision_label(precision: str) -> str:
+    from kerasdet.zoo.precision import resolve_precision
+
+    return f"auto (= {resolve_precision('auto')} on this CPU)" if precision == "auto" else precision
+
+
+def bf16_support() -> str:
+    """The CPU's bfloat16 flags as /proc/cpuinfo lists them, and what `precision="auto"` resolves to."""
+    from kerasdet.zoo.precision import _cpu_flags, resolve_precision
+
+    flags = sorted({"amx_bf16", "avx512_bf16"} & _cpu_flags())
+    return (f"bfloat16 CPU flags: {', '.join(flags) if flags else 'none (neither amx_bf16 nor avx512_bf16)'}; "
+            f'`precision="auto"` resolves to {resolve_precision("auto")}')
+
+
+def precision_copies(ours, peer, size: int, precision: str):
+    """Copies of both calibrated float32 models built under `precision` (ours through kerasdet's precision rule,
+    keras-hub's under the same global Keras policy), with the same weights; returns (ours, peer, converter)."""
+    from kerasdet.zoo.precision import global_policy, resolve_precision
+
+    with global_policy(precision):
+        ours_copy = build_ours(size)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(resolve_precision(precision))
+    try:
+        peer_copy, converter = build_peer(size)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    ours_copy.set_weights(ours.get_weights())
+    peer_copy.set_weights(peer.get_weights())
+    return ours_copy, peer_copy, converter
 
 
 def training_case(ours, peer, converter, images: tf.Tensor, seed: int) -> Case:
@@ -504,6 +569,9 @@ def xla(args) -> int:
 
 def parse_args(argv=None):
     parser = detector_parser(__doc__.splitlines()[0], batches=(1, 8), image_size=512, multiple=128)
+    parser.add_argument("--precisions", nargs="+", choices=tuple(PRECISION_PAIRS), default=list(PRECISION_PAIRS),
+                        help="inference cases: float32 (both sides), auto (ours; keras-hub float32), mixed_bfloat16 "
+                             "(both sides); default all three")
     parser.add_argument("--lineage", action="store_true", help="time every family's compact model instead")
     parser.add_argument("--xla", action="store_true",
                         help="detect with and without an XLA-compiled forward pass, every family that allows it")
@@ -537,6 +605,11 @@ def main(argv=None) -> int:
     params = f"parameters: ours {ours.count_params() / 1e6:.2f} M, keras-hub {peer.count_params() / 1e6:.2f} M"
     print(f"[bench] {params}", flush=True)
     images = {b: base[:b] for b in args.batches}
+    from kerasdet.zoo.precision import _cpu_flags
+
+    # the "auto" bar is judged on a CPU with AMX only: elsewhere the row is recorded without a limit
+    limits = {"float32": FLOAT32_LIMIT, "auto": AUTO_LIMIT if "amx_bf16" in _cpu_flags() else None,
+              "mixed_bfloat16": BF16_LIMIT}
 
     def cases():
         # a generator: all inference cases are timed before compile_both, which training needs
@@ -545,11 +618,21 @@ def main(argv=None) -> int:
                 continue
             if kind == "training":
                 compile_both(ours, peer)
-            for b in args.batches:
-                if kind == "inference":
-                    yield inference_case(ours, peer, converter, images[b])
-                else:
+                for b in args.batches:
                     yield training_case(ours, peer, converter, images[b], seed=100 + b)
+                continue
+            for name in args.precisions:
+                ours_precision, peer_precision = PRECISION_PAIRS[name]
+                if name == "float32":
+                    pair = (ours, peer, converter)
+                else:
+                    print(f"[bench] building both models again for ours {ours_precision}, keras-hub {peer_precision} "
+                          "(same weights) ...", flush=True)
+                    pair = precision_copies(ours, peer, size, ours_precision if name != "auto" else "auto")
+                    if name == "auto":  # keras-hub stays float32
+                        pair = (pair[0], peer, converter)
+                for b in args.batches:
+                    yield inference_case(*pair, images[b], ours_precision, peer_precision, limits[name])
 
     rows = run_cases(cases(), rounds=args.rounds, warmup=args.warmup, peer_label="keras-hub", precision=1)
     table = markdown_table(rows)
@@ -563,9 +646,15 @@ def main(argv=None) -> int:
         [
             "## Detectors (`benchmarks/models.py`)",
             "",
-            f"Measured {datetime.date.today().isoformat()} with `{command_line()}` on {machine_description()};",
+            f"Measured {datetime.date.today().isoformat()} with `{command_line()}` on {machine_description()}; "
+            f"{bf16_support()};",
             f"TensorFlow {tf.__version__}, Keras {keras.__version__}, keras-hub {keras_hub.__version__}, 2 intra-op threads, "
             f"1 inter-op thread, CPU, medians of {args.rounds} interleaved rounds after {args.warmup} warm-up calls (tracing included).",
+            "",
+            f"Limits (issue 14): inference in float32 at most {FLOAT32_LIMIT}x keras-hub's; ours in `auto` at most "
+            f"{AUTO_LIMIT}x keras-hub's float32 (judged on a CPU with AMX only; elsewhere the row has no limit); both in mixed_bfloat16 at most {BF16_LIMIT}x; training steps (float32) "
+            "at most 1.0x. The bfloat16 models are copies of the float32 ones built under the policy, with the same weights "
+            "(so their NMS load differs from float32's only by rounding; counts below).",
             "",
             f"Both: RetinaNet ResNet-50-FPN P3-P7, {NUM_CLASSES} classes, 9 anchors per location (sizes 32-512), random weights, "
             f"{size}x{size} RGB; {params}. Output layers re-scaled on both sides to the same score and delta distributions "
