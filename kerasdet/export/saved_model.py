@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from kerasdet.data._io import check_max_pixels
+from kerasdet.ops._roi_pool import without_fused_kernel
 
 #: the outputs of every family; a model's own list is `model.output_keys` (masks, keypoints...)
 OUTPUT_KEYS = ("boxes", "scores", "labels", "num_detections")
@@ -176,33 +177,35 @@ def saved_model(model, path, overwrite: bool = False, mask_threshold=None, label
     else:
         def with_names(out):
             return out
-    if getattr(model, "needs_rois", False):
-        # families that classify external proposals: both signatures also take rois [B, R, 4] (xyxy pixels,
-        # padding rows -1)
-        rois_spec = tf.TensorSpec([None, None, 4], tf.float32, name="rois")
+    # RoI max pooling's XLA-compiled forward kernel stays out of exports (serving then needs no XLA)
+    with without_fused_kernel():
+        if getattr(model, "needs_rois", False):
+            # families that classify external proposals: both signatures also take rois [B, R, 4] (xyxy pixels,
+            # padding rows -1)
+            rois_spec = tf.TensorSpec([None, None, 4], tf.float32, name="rois")
 
-        def detect_with_rois(images, rois):
-            out = model.detect({"images": images, "rois": rois})
-            return with_names({k: out[k] for k in keys})
+            def detect_with_rois(images, rois):
+                out = model.detect({"images": images, "rois": rois})
+                return with_names({k: out[k] for k in keys})
 
-        def detect_bytes_with_rois(encoded, rois):
-            images, sizes = _decode_batch(encoded, model.input_pad_value, max_pixels)
-            out = model.detect_padded({"images": images, "rois": rois}, sizes)
-            return with_names({k: out[k] for k in keys})
+            def detect_bytes_with_rois(encoded, rois):
+                images, sizes = _decode_batch(encoded, model.input_pad_value, max_pixels)
+                out = model.detect_padded({"images": images, "rois": rois}, sizes)
+                return with_names({k: out[k] for k in keys})
 
-        archive.add_endpoint(name="serving_default", fn=detect_with_rois, input_signature=[image_spec, rois_spec])
-        archive.add_endpoint(name="serving_bytes", fn=detect_bytes_with_rois, input_signature=[bytes_spec, rois_spec])
-    else:
-        def detect(images):
-            out = model.detect(images)
-            return with_names({k: out[k] for k in keys})
+            archive.add_endpoint(name="serving_default", fn=detect_with_rois, input_signature=[image_spec, rois_spec])
+            archive.add_endpoint(name="serving_bytes", fn=detect_bytes_with_rois, input_signature=[bytes_spec, rois_spec])
+        else:
+            def detect(images):
+                out = model.detect(images)
+                return with_names({k: out[k] for k in keys})
 
-        def detect_bytes(encoded):
-            images, sizes = _decode_batch(encoded, model.input_pad_value, max_pixels)
-            out = model.detect_padded(images, sizes)
-            return with_names({k: out[k] for k in keys})
+            def detect_bytes(encoded):
+                images, sizes = _decode_batch(encoded, model.input_pad_value, max_pixels)
+                out = model.detect_padded(images, sizes)
+                return with_names({k: out[k] for k in keys})
 
-        archive.add_endpoint(name="serving_default", fn=detect, input_signature=[image_spec])
-        archive.add_endpoint(name="serving_bytes", fn=detect_bytes, input_signature=[bytes_spec])
-    archive.write_out(str(path), verbose=False)
+            archive.add_endpoint(name="serving_default", fn=detect, input_signature=[image_spec])
+            archive.add_endpoint(name="serving_bytes", fn=detect_bytes, input_signature=[bytes_spec])
+        archive.write_out(str(path), verbose=False)
     return path

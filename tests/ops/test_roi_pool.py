@@ -335,3 +335,96 @@ def test_invalid_arguments_raise_clear_errors():
         spatial_pyramid_pool(features, rois, levels=())
     with pytest.raises(ValueError, match="levels"):
         spatial_pyramid_pool(features, rois, levels=(1, 0))
+
+
+# --------------------------------------------------------------------------- the fused (XLA) forward kernel
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float16, tf.float64])
+@pytest.mark.parametrize("height,width,scale", [(13, 17, 1.0), (40, 33, 0.25), (64, 64, 1.0 / 16)])
+def test_fused_kernel_equals_tensorflows_ops_exactly(dtype, height, width, scale):
+    """The XLA-compiled forward kernel and the table run as TensorFlow ops give identical bits, for RoI pooling and
+    SPP, on every awkward kind of roi (padding, outside, inverted, huge, rounding ties)."""
+    import kerasdet.ops._roi_pool as module
+
+    rng = np.random.default_rng(height * width)
+    features = tf.constant(_features(rng, (2, height, width, 5)), dtype)
+    rois = random_rois(rng, 2, 30, height / scale, width / scale)
+    calls = []
+    fused = module._fused_maxima
+
+    def counting(*args):
+        calls.append(1)
+        return fused(*args)
+
+    module._fused_maxima = counting
+    try:
+        outputs = {"fused": (roi_pool(features, rois, (7, 5), scale), spatial_pyramid_pool(features, rois, (1, 2, 4),
+                                                                                            scale))}
+        assert len(calls) == 2
+        with module.without_fused_kernel():
+            outputs["ops"] = (roi_pool(features, rois, (7, 5), scale), spatial_pyramid_pool(features, rois,
+                                                                                              (1, 2, 4), scale))
+        assert len(calls) == 2
+    finally:
+        module._fused_maxima = fused
+    for fused_out, ops_out in zip(outputs["fused"], outputs["ops"]):
+        assert fused_out.dtype == dtype
+        np.testing.assert_array_equal(fused_out.numpy(), ops_out.numpy())
+    np.testing.assert_allclose(outputs["fused"][0].numpy().astype(np.float64),
+                               ref.roi_pool(features.numpy().astype(np.float64), rois, (7, 5), scale),
+                               atol=1e-2 if dtype == tf.float16 else ATOL)
+
+
+def test_fused_kernel_runs_only_a_forward_pass_of_a_known_size_outside_xla_and_exports(monkeypatch):
+    import kerasdet.ops._roi_pool as module
+
+    calls = []
+    fused = module._fused_maxima
+    monkeypatch.setattr(module, "_fused_maxima", lambda *args: calls.append(1) or fused(*args))
+    rng = np.random.default_rng(3)
+    features = tf.constant(_features(rng, (1, 12, 10, 3)))
+    rois = random_rois(rng, 1, 6, 12, 10)
+
+    def used(run):
+        del calls[:]
+        run()
+        return bool(calls)
+
+    assert used(lambda: roi_pool(features, rois, 3))  # eager, known size
+    assert used(lambda: tf.function(lambda f: roi_pool(f, rois, 3))(features))  # traced, known size
+    spec = [tf.TensorSpec([1, None, None, 3])]
+    assert not used(lambda: tf.function(lambda f: roi_pool(f, rois, 3), input_signature=spec)(features))
+    assert not used(lambda: tf.function(lambda f: roi_pool(f, rois, 3), jit_compile=True)(features))
+    with module.without_fused_kernel():
+        assert not used(lambda: roi_pool(features, rois, 3))
+
+    def with_tape():
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            out = roi_pool(features, rois, 3)
+        assert tape.gradient(out, features) is not None
+
+    assert not used(with_tape)  # gradients take TensorFlow's ops
+    assert used(lambda: roi_pool(features, rois, 3))  # the flag is restored after the block
+
+
+def test_exports_are_traced_without_the_fused_kernel(tmp_path, monkeypatch):
+    """`kerasdet.export.saved_model` traces the model with the fused kernel switched off (serving needs no XLA)."""
+    import kerasdet.ops._roi_pool as module
+    from kerasdet.export import saved_model
+    from kerasdet.models.retinanet.retinanet import RetinaNet
+
+    model = RetinaNet.compact(num_classes=2, width=0.25)
+    model.build_for_size(128)
+    seen = []
+    detect = model.detect
+
+    def recording_detect(*args, **kwargs):
+        seen.append(module._fused_kernel_allowed)
+        return detect(*args, **kwargs)
+
+    monkeypatch.setattr(model, "detect", recording_detect)
+    saved_model(model, tmp_path / "export")
+    assert seen and not any(seen)
+    assert module._fused_kernel_allowed
