@@ -22,12 +22,13 @@ needed levels are computed. Tracing for XLA is recognised with the check TensorF
 uses (`control_flow_util.GraphOrParentsInXlaContext`).
 
 Speed: TensorFlow's CPU kernels write each of the four window gathers and each pairwise maximum out to
-memory, and each doubling step of the table twice more. A forward pass (no gradient tape) over a map whose
-height and width are known when traced therefore runs the table and the maxima as one XLA computation
-(`_fused_maxima`, compiled once per map shape and level count; 0.83x `crop_and_resize` + max pool against 1.69x
-for TensorFlow's ops, benchmarks/RESULTS.md). Gradients (whose loop state could not cross XLA's boundary), maps
-of unknown size (which would compile for every new size) and exports (`without_fused_kernel`; serving then needs
-no XLA) run the same table as TensorFlow ops. The two give identical values.
+memory, and each doubling step of the table twice more. A traced forward pass (no gradient tape) over a map
+whose height and width are known when traced therefore runs the table and the maxima as one XLA computation
+(`_fused_maxima`; XLA compiles once per combination of input shapes and level counts, about 0.45 s each on
+2 CPU cores; 0.83x `crop_and_resize` + max pool against 1.69x for TensorFlow's ops, benchmarks/RESULTS.md).
+Eager calls, training (a tape watching the features), maps of unknown size and exports made with
+`kerasdet.export.saved_model` (`without_fused_kernel`; serving then needs no XLA) run the same table as
+TensorFlow ops. The two give identical values. `KERASDET_FUSED_ROI_POOL=0` switches the kernel off.
 
 Padded roi rows (all four coordinates -1), rois with non-finite coordinates and rois whose size overflows
 float32 give zeros.
@@ -36,6 +37,8 @@ float32 give zeros.
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 
 import tensorflow as tf
 
@@ -255,25 +258,30 @@ class _MaxTable:
 
 # --------------------------------------------------------------------------- the fused forward kernel
 
-_fused_kernel_allowed = True
+_fused_kernel_state = threading.local()  # per thread: tracing happens in the caller's thread
+
+
+def _fused_kernel_allowed() -> bool:
+    return (getattr(_fused_kernel_state, "depth", 0) == 0
+            and os.environ.get("KERASDET_FUSED_ROI_POOL", "1").strip().lower() not in ("0", "false", "no", "off"))
 
 
 @contextlib.contextmanager
 def without_fused_kernel():
-    """Inside this block RoI max pooling (and spatial pyramid pooling) is traced with TensorFlow's own kernels
-    only, never the XLA-compiled forward kernel: `kerasdet.export.saved_model` traces exports in it, so that
-    serving needs no XLA.
+    """Inside this block (in this thread) RoI max pooling and spatial pyramid pooling are traced with TensorFlow's
+    own kernels only, never the XLA-compiled forward kernel. `kerasdet.export.saved_model` traces exports in it, so
+    that serving needs no XLA; use it around other exports (`model.export`, `tf.saved_model.save`) too. The
+    environment variable `KERASDET_FUSED_ROI_POOL=0` switches the kernel off everywhere (for devices without XLA).
 
     Example:
         >>> with without_fused_kernel():
-        ...     pooled = roi_pool(features, rois, 7, 1 / 16)
+        ...     pooled = tf.function(roi_pool)(features, rois, 7, 1 / 16)
     """
-    global _fused_kernel_allowed
-    previous, _fused_kernel_allowed = _fused_kernel_allowed, False
+    _fused_kernel_state.depth = getattr(_fused_kernel_state, "depth", 0) + 1
     try:
         yield
     finally:
-        _fused_kernel_allowed = previous
+        _fused_kernel_state.depth -= 1
 
 
 def _records_gradient(features) -> bool:
@@ -287,20 +295,27 @@ def _records_gradient(features) -> bool:
 
 
 def _use_fused_kernel(features) -> bool:
-    """The fused kernel runs a forward pass of a map whose height and width are known when traced (so one XLA
-    compilation serves every call of that trace), outside XLA (which fuses the table anyway), with no gradient
-    tape watching (its gradient would cross the XLA boundary with the table's loop state), and not while an
-    export is traced."""
+    """The fused kernel runs in traced functions (`tf.function`, Keras' predict function), where one trace serves
+    many calls of the same shapes, over maps whose height and width are known when traced; not eagerly (every new
+    shape or level count would compile anew), not inside XLA (which fuses the table anyway), not where a tape
+    watches the features (training takes TensorFlow's ops directly), not in `without_fused_kernel`."""
     height, width = features.shape[1], features.shape[2]
-    return (_fused_kernel_allowed and height is not None and width is not None and height > 0 and width > 0
-            and not _in_xla_context() and not _records_gradient(features))
+    return (not tf.executing_eagerly() and height is not None and width is not None and height > 0 and width > 0
+            and _fused_kernel_allowed() and not _in_xla_context() and not _records_gradient(features))
 
 
 @tf.function(jit_compile=True, reduce_retracing=True, autograph=False)
 def _fused_maxima(features, grids, row_levels, col_levels):
     """The sparse table and the maxima of every grid's bins in one XLA computation. The level counts come in as
-    the lengths of `row_levels` / `col_levels`: static for XLA, so it compiles once per count and map shape."""
+    the lengths of `row_levels` / `col_levels`: static for XLA (one trace serves every count; XLA compiles once per
+    combination of input shapes and level counts)."""
     table = _MaxTable(features, None, None, levels=(tf.shape(row_levels)[0], tf.shape(col_levels)[0]))
+    return [table.rect_max(rows, cols) for rows, cols in grids]
+
+
+def _ops_maxima(features, grids):
+    """The maxima of every grid's bins through TensorFlow's ops (one table for all grids)."""
+    table = _MaxTable(features, [g[0] for g in grids], [g[1] for g in grids])
     return [table.rect_max(rows, cols) for rows, cols in grids]
 
 
@@ -308,19 +323,31 @@ def _bin_maxima(features, grids):
     """`[B, R, P, Q, C]` maxima over the bins of each `(rows, cols)` grid (`_roi_bins`), one table for all.
 
     TensorFlow's CPU kernels write each of the four window gathers and each pairwise maximum out to memory; XLA
-    fuses the gathers into the maximum and the table's doubling steps into one pass each (about 1.5x faster on
-    the benchmark's case). So where `_use_fused_kernel` allows, the forward pass is one XLA computation; everywhere
-    else (gradients, unknown map sizes, exports, inside XLA) the same table runs as TensorFlow ops. Both give the
-    same values exactly.
+    fuses the gathers into the maximum and the table's doubling steps into one pass each (about 2x faster on the
+    benchmark's case). So where `_use_fused_kernel` allows, the forward pass is one XLA computation; everywhere
+    else the same table runs as TensorFlow ops. Both give the same values exactly. A trace made without a tape and
+    differentiated later (a cached `tf.function` called under a tape) gets its gradient from TensorFlow's ops,
+    recomputed: the fused kernel's own gradient would carry its loop state across XLA's boundary.
     """
-    rows_ranges, cols_ranges = [g[0] for g in grids], [g[1] for g in grids]
-    if _use_fused_kernel(features):
-        rows_needed, _ = _level_count(features.shape[1], rows_ranges, "height")
-        cols_needed, _ = _level_count(features.shape[2], cols_ranges, "width")
-        markers = [tf.zeros(tf.reshape(n, [1]), tf.int8) for n in (rows_needed, cols_needed)]
-        return _fused_maxima(features, list(grids), *markers)
-    table = _MaxTable(features, rows_ranges, cols_ranges)
-    return [table.rect_max(rows, cols) for rows, cols in grids]
+    if not _use_fused_kernel(features):
+        return _ops_maxima(features, grids)
+    rows_needed, _ = _level_count(features.shape[1], [g[0] for g in grids], "height")
+    cols_needed, _ = _level_count(features.shape[2], [g[1] for g in grids], "width")
+    markers = [tf.zeros(tf.reshape(n, [1]), tf.int8) for n in (rows_needed, cols_needed)]
+
+    @tf.custom_gradient
+    def fused(feature_map):
+        outputs = _fused_maxima(feature_map, list(grids), *markers)
+
+        def gradient(*upstream):
+            with tf.GradientTape() as tape:
+                tape.watch(feature_map)
+                recomputed = _ops_maxima(feature_map, grids)
+            return tape.gradient(recomputed, feature_map, output_gradients=list(upstream))
+
+        return outputs, gradient
+
+    return fused(features)
 
 
 def _window_starts(lo, hi):

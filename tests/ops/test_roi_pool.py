@@ -340,73 +340,120 @@ def test_invalid_arguments_raise_clear_errors():
 # --------------------------------------------------------------------------- the fused (XLA) forward kernel
 
 
-@pytest.mark.parametrize("dtype", [tf.float32, tf.float16, tf.float64])
-@pytest.mark.parametrize("height,width,scale", [(13, 17, 1.0), (40, 33, 0.25), (64, 64, 1.0 / 16)])
-def test_fused_kernel_equals_tensorflows_ops_exactly(dtype, height, width, scale):
-    """The XLA-compiled forward kernel and the table run as TensorFlow ops give identical bits, for RoI pooling and
-    SPP, on every awkward kind of roi (padding, outside, inverted, huge, rounding ties)."""
-    import kerasdet.ops._roi_pool as module
-
-    rng = np.random.default_rng(height * width)
-    features = tf.constant(_features(rng, (2, height, width, 5)), dtype)
-    rois = random_rois(rng, 2, 30, height / scale, width / scale)
-    calls = []
-    fused = module._fused_maxima
-
-    def counting(*args):
-        calls.append(1)
-        return fused(*args)
-
-    module._fused_maxima = counting
-    try:
-        outputs = {"fused": (roi_pool(features, rois, (7, 5), scale), spatial_pyramid_pool(features, rois, (1, 2, 4),
-                                                                                            scale))}
-        assert len(calls) == 2
-        with module.without_fused_kernel():
-            outputs["ops"] = (roi_pool(features, rois, (7, 5), scale), spatial_pyramid_pool(features, rois,
-                                                                                              (1, 2, 4), scale))
-        assert len(calls) == 2
-    finally:
-        module._fused_maxima = fused
-    for fused_out, ops_out in zip(outputs["fused"], outputs["ops"]):
-        assert fused_out.dtype == dtype
-        np.testing.assert_array_equal(fused_out.numpy(), ops_out.numpy())
-    np.testing.assert_allclose(outputs["fused"][0].numpy().astype(np.float64),
-                               ref.roi_pool(features.numpy().astype(np.float64), rois, (7, 5), scale),
-                               atol=1e-2 if dtype == tf.float16 else ATOL)
-
-
-def test_fused_kernel_runs_only_a_forward_pass_of_a_known_size_outside_xla_and_exports(monkeypatch):
+@pytest.fixture
+def fused_calls(monkeypatch):
+    """Counts the calls of the fused kernel (made while tracing)."""
     import kerasdet.ops._roi_pool as module
 
     calls = []
     fused = module._fused_maxima
     monkeypatch.setattr(module, "_fused_maxima", lambda *args: calls.append(1) or fused(*args))
+    return calls
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float16, tf.float64, tf.bfloat16])
+@pytest.mark.parametrize("height,width,scale", [(13, 17, 1.0), (40, 33, 0.25), (64, 64, 1.0 / 16)])
+def test_fused_kernel_equals_tensorflows_ops_exactly(dtype, height, width, scale, fused_calls):
+    """The XLA-compiled forward kernel and the table run as TensorFlow ops give identical bits, for RoI pooling and
+    SPP, on every awkward kind of roi (padding, outside, inverted, huge, rounding ties)."""
+    from kerasdet.ops._roi_pool import without_fused_kernel
+
+    rng = np.random.default_rng(height * width)
+    features = tf.cast(tf.constant(_features(rng, (2, height, width, 5))), dtype)
+    rois = random_rois(rng, 2, 30, height / scale, width / scale)
+
+    def both(f, r):
+        return roi_pool(f, r, (7, 5), scale), spatial_pyramid_pool(f, r, (1, 2, 4), scale)
+
+    fused = tf.function(both)(features, rois)
+    assert len(fused_calls) == 2
+    with without_fused_kernel():
+        ops = tf.function(both)(features, rois)
+    eager = both(features, rois)  # eager calls take TensorFlow's ops
+    assert len(fused_calls) == 2
+    for fused_out, ops_out, eager_out in zip(fused, ops, eager):
+        assert fused_out.dtype == dtype
+        np.testing.assert_array_equal(tf.cast(fused_out, tf.float64).numpy(), tf.cast(ops_out, tf.float64).numpy())
+        np.testing.assert_array_equal(tf.cast(fused_out, tf.float64).numpy(), tf.cast(eager_out, tf.float64).numpy())
+    expected = ref.roi_pool(tf.cast(features, tf.float64).numpy(), rois, (7, 5), scale)
+    np.testing.assert_allclose(tf.cast(fused[0], tf.float64).numpy(), expected, atol=0 if dtype != tf.float32 else ATOL)
+
+
+def test_fused_kernel_runs_only_in_traced_forward_passes_of_a_known_size(fused_calls):
+    from kerasdet.ops._roi_pool import without_fused_kernel
+
     rng = np.random.default_rng(3)
     features = tf.constant(_features(rng, (1, 12, 10, 3)))
     rois = random_rois(rng, 1, 6, 12, 10)
 
     def used(run):
-        del calls[:]
+        del fused_calls[:]
         run()
-        return bool(calls)
+        return bool(fused_calls)
 
-    assert used(lambda: roi_pool(features, rois, 3))  # eager, known size
     assert used(lambda: tf.function(lambda f: roi_pool(f, rois, 3))(features))  # traced, known size
+    assert not used(lambda: roi_pool(features, rois, 3))  # eager
     spec = [tf.TensorSpec([1, None, None, 3])]
     assert not used(lambda: tf.function(lambda f: roi_pool(f, rois, 3), input_signature=spec)(features))
     assert not used(lambda: tf.function(lambda f: roi_pool(f, rois, 3), jit_compile=True)(features))
-    with module.without_fused_kernel():
-        assert not used(lambda: roi_pool(features, rois, 3))
+    with without_fused_kernel():
+        assert not used(lambda: tf.function(lambda f: roi_pool(f, rois, 3))(features))
+    assert used(lambda: tf.function(lambda f: roi_pool(f, rois, 3))(features))  # the switch is restored after it
 
-    def with_tape():
+    variable = tf.Variable(features)
+
+    @tf.function
+    def training_step():  # a tape watching the features while tracing: Keras' fit
         with tf.GradientTape() as tape:
-            tape.watch(features)
-            out = roi_pool(features, rois, 3)
-        assert tape.gradient(out, features) is not None
+            total = tf.reduce_sum(roi_pool(variable * 1.0, rois, 3))
+        return tape.gradient(total, variable)
 
-    assert not used(with_tape)  # gradients take TensorFlow's ops
-    assert used(lambda: roi_pool(features, rois, 3))  # the flag is restored after the block
+    assert not used(training_step)
+
+
+def test_fused_kernel_switch_is_per_thread_and_by_environment(fused_calls, monkeypatch):
+    import threading
+
+    from kerasdet.ops._roi_pool import without_fused_kernel
+
+    features = tf.ones([1, 8, 8, 2])
+    rois = tf.constant([[[0.0, 0.0, 6.0, 6.0]]])
+    entered, release, seen = threading.Event(), threading.Event(), []
+
+    def exporting_thread():
+        with without_fused_kernel():
+            entered.set()
+            release.wait(30)
+
+    worker = threading.Thread(target=exporting_thread)
+    worker.start()
+    entered.wait(30)
+    tf.function(lambda f: roi_pool(f, rois, 2))(features)  # another thread's switch does not apply here
+    seen.append(bool(fused_calls))
+    release.set()
+    worker.join()
+    assert seen == [True]
+    del fused_calls[:]
+    monkeypatch.setenv("KERASDET_FUSED_ROI_POOL", "0")
+    tf.function(lambda f: roi_pool(f, rois, 2))(features)
+    assert not fused_calls
+
+
+def test_a_trace_made_without_a_tape_differentiates_exactly_later(fused_calls):
+    """A cached forward trace (fused kernel) called later under a tape: the gradient comes from TensorFlow's ops."""
+    rng = np.random.default_rng(12)
+    features = _distinct_features(rng, (2, 9, 8, 3)).astype(np.float32)
+    rois = random_rois(rng, 2, 10, 9 * 2, 8 * 2)
+    upstream = rng.uniform(0.5, 1.5, size=(2, 10, 3, 3, 3)).astype(np.float32)
+    forward = tf.function(lambda f: roi_pool(f, rois, 3, 0.5))
+    forward(tf.constant(features))  # traced here, no tape
+    assert fused_calls
+    f = tf.constant(features)
+    with tf.GradientTape() as tape:
+        tape.watch(f)
+        total = tf.reduce_sum(forward(f) * upstream)
+    np.testing.assert_allclose(tape.gradient(total, f).numpy(), ref.roi_pool_grad(features, rois, 3, upstream, 0.5),
+                               atol=1e-5)
 
 
 def test_exports_are_traced_without_the_fused_kernel(tmp_path, monkeypatch):
@@ -421,10 +468,10 @@ def test_exports_are_traced_without_the_fused_kernel(tmp_path, monkeypatch):
     detect = model.detect
 
     def recording_detect(*args, **kwargs):
-        seen.append(module._fused_kernel_allowed)
+        seen.append(module._fused_kernel_allowed())
         return detect(*args, **kwargs)
 
     monkeypatch.setattr(model, "detect", recording_detect)
     saved_model(model, tmp_path / "export")
     assert seen and not any(seen)
-    assert module._fused_kernel_allowed
+    assert module._fused_kernel_allowed()
