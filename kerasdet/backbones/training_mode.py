@@ -28,8 +28,9 @@ def set_backbone_training(backbone, frozen_batch_norm=False, trainable_layers=No
       last, that train (torchvision's `trainable_backbone_layers`, 0-5): the stem and earlier stages
       are frozen. Every backbone has five stages, stage 1 the stem: ResNet's conv1..conv5, VGG16's
       block1..block5, ZF net's conv1..conv5, Darknet-19's stages ending at C2..C5 after a stem of its
-      first two, MobileNets' blocks grouped by the stride they end at (2, 4, 8, 16, 32). Each backbone maps
-      its layer names to stages with its `stage_of_layer` method.
+      first two, MobileNets' blocks grouped by the stride they end at (2, 4, 8, 16, 32; torchvision's MobileNet
+      extractors make the last 1x1 convolution a sixth stage of its own, so their `k + 1` is our `k`). Each
+      backbone maps its layer names to stages with its `stage_of_layer` method.
 
     Example:
         >>> backbone = set_backbone_training(ResNet(50, levels=("C4",)), frozen_batch_norm=True, trainable_layers=3)
@@ -44,9 +45,11 @@ def set_backbone_training(backbone, frozen_batch_norm=False, trainable_layers=No
     object.__setattr__(backbone, "trainable_layers", trainable_layers)
     first_trainable = None if trainable_layers is None else 6 - trainable_layers
     stage_of_layer = getattr(backbone, "stage_of_layer", stage_from_name)
+    if frozen_batch_norm:  # every batch norm, also those inside blocks (Darknet-19's conv + BN + leaky units)
+        for layer in backbone._flatten_layers(include_self=False, recursive=True):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
     for layer in backbone.layers:
-        if frozen_batch_norm and isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
         if first_trainable is not None and layer.weights:
             stage = stage_of_layer(layer.name)
             if stage is not None and stage < first_trainable:

@@ -83,3 +83,15 @@ def test_the_setting_survives_the_config_round_trip():
     backbone = BACKBONES["mobilenet_v2"](trainable_layers=2)
     again = MobileNetV2.from_config(backbone.get_config())
     assert len(again.trainable_weights) == len(backbone.trainable_weights) < len(MobileNetV2(alpha=0.35).weights)
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_frozen_batch_norm_reaches_every_batch_norm(name):
+    """Also those inside blocks: Darknet-19's are inside one Sequential per conv + BN + leaky unit."""
+    backbone = BACKBONES[name](frozen_batch_norm=True)
+    norms = [layer for layer in backbone._flatten_layers(include_self=False)
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    if name in ("vgg16", "zf"):
+        assert norms == []
+        return
+    assert norms and not any(layer.trainable for layer in norms)

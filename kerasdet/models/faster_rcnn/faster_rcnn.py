@@ -242,7 +242,7 @@ class FasterRCNN(Detector):
                 configurations (the FPN ones always use MultiLevelRoIAlign).
             trainable_backbone_layers: None (the configuration's choice: VGG16's conv1-conv2 frozen, every
                 other trunk trained) or 0-5, the trunk's stages that train counted from the last (torchvision's
-                option; ResNet, VGG16 and ZF net).
+                option; every trunk, `kerasdet.backbones.set_backbone_training`).
             **kwargs: other constructor arguments (`class_names`, `max_detections`...).
 
         Example:
@@ -295,9 +295,8 @@ class FasterRCNN(Detector):
             )
         else:
             if name == "mobilenet_v2":
-                if trainable_backbone_layers is not None:
-                    raise ValueError("`trainable_backbone_layers` applies to the ResNet, VGG16 and ZF trunks, not MobileNetV2")
-                trunk = MobileNetV2(levels=("C3", "C4", "C5"), weights=backbone_weights)
+                trunk = MobileNetV2(levels=("C3", "C4", "C5"), weights=backbone_weights,
+                                    trainable_layers=trainable_backbone_layers)
                 levels, pyramid = (3, 4, 5, 6), FeaturePyramid(3, 6, 256, extra_from="subsample", name="fpn")
             else:
                 trunk = ResNet(resnets[name], levels=("C2", "C3", "C4", "C5"), weights=backbone_weights,
