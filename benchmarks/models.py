@@ -64,6 +64,7 @@ tf.config.threading.set_inter_op_parallelism_threads(1)
 import keras  # noqa: E402
 
 from benchmarks.timing import command_line, write_section, Case, detector_parser, interleaved_medians, machine_description, markdown_table, print_over_limit, run_cases  # noqa: E402
+from benchmarks.precision import bf16_support, copy_in_precision, has_amx, precision_label  # noqa: E402
 from kerasdet.models.retinanet.retinanet import RetinaNet  # noqa: E402
 
 START, END = "<!-- models:start -->", "<!-- models:end -->"
@@ -272,7 +273,7 @@ def inference_case(ours, peer, converter, images: tf.Tensor, ours_precision="flo
         f"-> class-agnostic NMS keeps {peer_kept:.0f}"
     )
     if (ours_precision, peer_precision) != ("float32", "float32"):
-        note += f"; ours {_precision_label(ours_precision)}, keras-hub {peer_precision}"
+        note += f"; ours {precision_label(ours_precision)}, keras-hub {peer_precision}"
     if peer_precision != "float32":
         note += PEER_CAST_NOTE
     suffix = "" if (ours_precision, peer_precision) == ("float32", "float32") else (
@@ -288,38 +289,23 @@ def inference_case(ours, peer, converter, images: tf.Tensor, ours_precision="flo
 
 
 PEER_CAST_NOTE = ("; keras-hub's predict_step fails under the mixed policy (float32 anchors times bfloat16 deltas), "
-                  "so its head outputs are cast to float32 before its own decode_predictions")
-
-
-def _precision_label(precision: str) -> str:
-    from kerasdet.zoo.precision import resolve_precision
-
-    return f"auto (= {resolve_precision('auto')} on this CPU)" if precision == "auto" else precision
-
-
-def bf16_support() -> str:
-    """The CPU's bfloat16 flags as /proc/cpuinfo lists them, and what `precision="auto"` resolves to."""
-    from kerasdet.zoo.precision import _cpu_flags, resolve_precision
-
-    flags = sorted({"amx_bf16", "avx512_bf16"} & _cpu_flags())
-    return (f"bfloat16 CPU flags: {', '.join(flags) if flags else 'none (neither amx_bf16 nor avx512_bf16)'}; "
-            f'`precision="auto"` resolves to {resolve_precision("auto")}')
+                  "so its head outputs are cast to float32 before its own decode_predictions, whose NonMaxSuppression "
+                  "layer (built under the policy, inputs autocast) then runs in bfloat16; ours decodes and suppresses "
+                  "in float32")
 
 
 def precision_copies(ours, peer, size: int, precision: str):
     """Copies of both calibrated float32 models built under `precision` (ours through kerasdet's precision rule,
     keras-hub's under the same global Keras policy), with the same weights; returns (ours, peer, converter)."""
-    from kerasdet.zoo.precision import global_policy, resolve_precision
+    from kerasdet.zoo.precision import resolve_precision
 
-    with global_policy(precision):
-        ours_copy = build_ours(size)
+    ours_copy = copy_in_precision(lambda: build_ours(size), ours, precision, size)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(resolve_precision(precision))
     try:
         peer_copy, converter = build_peer(size)
     finally:
         keras.config.set_dtype_policy(previous)
-    ours_copy.set_weights(ours.get_weights())
     peer_copy.set_weights(peer.get_weights())
     return ours_copy, peer_copy, converter
 
@@ -605,10 +591,8 @@ def main(argv=None) -> int:
     params = f"parameters: ours {ours.count_params() / 1e6:.2f} M, keras-hub {peer.count_params() / 1e6:.2f} M"
     print(f"[bench] {params}", flush=True)
     images = {b: base[:b] for b in args.batches}
-    from kerasdet.zoo.precision import _cpu_flags
-
     # the "auto" bar is judged on a CPU with AMX only: elsewhere the row is recorded without a limit
-    limits = {"float32": FLOAT32_LIMIT, "auto": AUTO_LIMIT if "amx_bf16" in _cpu_flags() else None,
+    limits = {"float32": FLOAT32_LIMIT, "auto": AUTO_LIMIT if has_amx() else None,
               "mixed_bfloat16": BF16_LIMIT}
 
     def cases():
@@ -628,9 +612,10 @@ def main(argv=None) -> int:
                 else:
                     print(f"[bench] building both models again for ours {ours_precision}, keras-hub {peer_precision} "
                           "(same weights) ...", flush=True)
-                    pair = precision_copies(ours, peer, size, ours_precision if name != "auto" else "auto")
                     if name == "auto":  # keras-hub stays float32
-                        pair = (pair[0], peer, converter)
+                        pair = (copy_in_precision(lambda: build_ours(size), ours, "auto", size), peer, converter)
+                    else:
+                        pair = precision_copies(ours, peer, size, ours_precision)
                 for b in args.batches:
                     yield inference_case(*pair, images[b], ours_precision, peer_precision, limits[name])
 

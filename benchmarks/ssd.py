@@ -28,6 +28,10 @@ the images already have). Training, one step: ours `model.train_on_batch(images,
 `compile(optimizer=keras.optimizers.SGD(lr))` (matching, hard negative mining, loss, backward, update); peer
 `model.train()`, the sum of its loss dict, `backward()`, `torch.optim.SGD(lr=lr).step()`.
 
+Inference also runs ours in `precision="auto"` (`--precisions`; bfloat16 on CPUs with AMX or AVX512-BF16, a copy
+built under the policy with the same weights) against the peer in float32; the section names the CPU's bfloat16
+flags.
+
 Calibration (as two_stage.py, benchmarks/calibration.py): random class layers give every softmax score about
 1 / 91, above SSD's 0.01, so every default box would be a candidate of every class. Both models get backbone
 batch-norm statistics from the benchmark images, class logits of std 1 with the background logit's bias raised
@@ -66,6 +70,7 @@ from benchmarks.timing import (  # noqa: E402
     command_line,
     Case, detector_parser, machine_description, markdown_table, print_over_limit, run_cases, write_section,
 )
+from benchmarks.precision import bf16_support, copy_in_precision, precision_label  # noqa: E402
 from kerasdet.models.ssd import SSD  # noqa: E402
 
 START, END = "<!-- ssd:start -->", "<!-- ssd:end -->"
@@ -121,16 +126,19 @@ def peer_settings(model: SSD) -> dict:
             "detections_per_img": model.max_detections}
 
 
-def inference_case(label: str, spec: dict, model: SSD, peer: TorchPeer, images) -> Case:
+def inference_case(label: str, spec: dict, model: SSD, peer: TorchPeer, images, precision="float32") -> Case:
     batch, size = int(images.shape[0]), int(images.shape[1])
     name = f"{label} {size}x{size}, inference + NMS, batch {batch}"
+    if precision != "float32":
+        name += f", ours {precision} vs torchvision float32"
     theirs = peer.request(case=name, kind="inference", batch=batch, size=size, threads=INTRA_OP_THREADS)
     ours = ours_counts(model, images)
     return Case(
         name=name, ours=lambda: model.predict_on_batch(images), peer=lambda: peer.run(name), peer_name=spec["peer"],
         note=(f"per image: (box, class) scores above {model.score_threshold} ours {ours['candidates_per_image']:.0f} / "
               f"torchvision {theirs['candidates_per_image']:.0f}; detections ours {ours['detections_per_image']:.0f} / "
-              f"torchvision {theirs['detections_per_image']:.0f}"),
+              f"torchvision {theirs['detections_per_image']:.0f}"
+              + ("" if precision == "float32" else f"; ours {precision_label(precision)}, torchvision float32")),
     )
 
 
@@ -160,6 +168,8 @@ def parse_args(argv=None):
     parser = detector_parser(__doc__.splitlines()[0], batches=(1, 8), image_size=300, multiple=1)
     parser.add_argument("--model", choices=("ssd300", "ssdlite", "both"), default="both")
     parser.add_argument("--training-batch", type=int, default=4, help="batch of the training step (default 4)")
+    parser.add_argument("--precisions", nargs="+", choices=("float32", "auto"), default=["float32", "auto"],
+                        help="precisions of our inference cases (the peer runs float32); default both")
     parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
     parser.add_argument("--torch-python", type=pathlib.Path,
                         default=pathlib.Path(os.environ.get("TORCH_VENV", DEFAULT_TORCH_VENV)) / "bin" / "python")
@@ -199,8 +209,11 @@ def run_model(key: str, args) -> tuple[list, str]:
                 if args.only not in (None, kind):
                     continue
                 if kind == "inference":
-                    for b in args.batches:
-                        yield inference_case(label, spec, model, peer, base[:b])
+                    for precision in args.precisions:
+                        variant = model if precision == "float32" else copy_in_precision(
+                            spec["build"], model, precision, size)
+                        for b in args.batches:
+                            yield inference_case(label, spec, variant, peer, base[:b], precision)
                 else:
                     model.compile(optimizer=keras.optimizers.SGD(args.learning_rate))
                     b = args.training_batch
@@ -236,9 +249,11 @@ def main(argv=None) -> int:
     body = "\n".join([
         "## SSD (`benchmarks/ssd.py`)",
         "",
-        f"Measured {datetime.date.today().isoformat()} with `{command_line()}` on {machine_description()};",
+        f"Measured {datetime.date.today().isoformat()} with `{command_line()}` on {machine_description()}; "
+        f"{bf16_support()};",
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}; {INTRA_OP_THREADS} intra-op threads and "
-        f"{INTER_OP_THREADS} inter-op thread on both sides, CPU, float32, random weights calibrated alike (0.5% of the "
+        f"{INTER_OP_THREADS} inter-op thread on both sides, CPU, float32 (and ours in `auto` precision where the row "
+        f"says so: a copy built under the policy with the same weights), random weights calibrated alike (0.5% of the "
         f"(box, class) scores above 0.01, box offsets of std 0.1), medians of {args.rounds} interleaved rounds after "
         f"{args.warmup} warm-up calls; score threshold 0.01, NMS 0.45, 200 detections on both; training SGD("
         f"{args.learning_rate:g}) on {BOXES_PER_IMAGE} random boxes per image. See the script's docstring.",
