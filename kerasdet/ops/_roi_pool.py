@@ -327,27 +327,39 @@ def _bin_maxima(features, grids):
     benchmark's case). So where `_use_fused_kernel` allows, the forward pass is one XLA computation; everywhere
     else the same table runs as TensorFlow ops. Both give the same values exactly. A trace made without a tape and
     differentiated later (a cached `tf.function` called under a tape) gets its gradient from TensorFlow's ops,
-    recomputed: the fused kernel's own gradient would carry its loop state across XLA's boundary.
+    recomputed (`_fused_maxima_gradient`): the fused kernel's own gradient would carry its loop state across XLA's
+    boundary.
     """
     if not _use_fused_kernel(features):
         return _ops_maxima(features, grids)
     rows_needed, _ = _level_count(features.shape[1], [g[0] for g in grids], "height")
     cols_needed, _ = _level_count(features.shape[2], [g[1] for g in grids], "width")
     markers = [tf.zeros(tf.reshape(n, [1]), tf.int8) for n in (rows_needed, cols_needed)]
+    outputs = _fused_maxima(features, list(grids), *markers)
+    # the kernel's outputs pass through one IdentityN whose gradient (registered once, below) recomputes the maxima
+    # with TensorFlow's ops from the op's own inputs: nothing is held in a closure (tf.custom_gradient would register
+    # a new gradient, holding the whole graph, at every trace)
+    flat_grids = [t for rows, cols in grids for t in (*rows, *cols)]
+    with tf.compat.v1.get_default_graph().gradient_override_map({"IdentityN": _GRADIENT_NAME}):
+        passed = tf.identity_n([tf.stop_gradient(o) for o in outputs] + [features] + flat_grids)
+    return passed[:len(outputs)]
 
-    @tf.custom_gradient
-    def fused(feature_map):
-        outputs = _fused_maxima(feature_map, list(grids), *markers)
 
-        def gradient(*upstream):
-            with tf.GradientTape() as tape:
-                tape.watch(feature_map)
-                recomputed = _ops_maxima(feature_map, grids)
-            return tape.gradient(recomputed, feature_map, output_gradients=list(upstream))
+_GRADIENT_NAME = "KerasdetFusedRoIMaxima"
 
-        return outputs, gradient
 
-    return fused(features)
+@tf.RegisterGradient(_GRADIENT_NAME)
+def _fused_maxima_gradient(op, *upstream):
+    """Gradient of `_bin_maxima`'s fused outputs w.r.t. the features: the maxima recomputed with TensorFlow's ops
+    (IdentityN inputs: G outputs, the features, then 4 range tensors per grid)."""
+    count = (len(op.inputs) - 1) // 5
+    features = op.inputs[count]
+    flat = list(op.inputs[count + 1:])
+    grids = [((flat[4 * i], flat[4 * i + 1]), (flat[4 * i + 2], flat[4 * i + 3])) for i in range(count)]
+    recomputed = _ops_maxima(features, grids)
+    grad_ys = [tf.zeros_like(r) if g is None else g for r, g in zip(recomputed, upstream[:count])]
+    gradient = tf.gradients(recomputed, features, grad_ys=grad_ys)[0]
+    return [None] * count + [gradient] + [None] * (4 * count)
 
 
 def _window_starts(lo, hi):

@@ -348,6 +348,7 @@ def fused_calls(monkeypatch):
     calls = []
     fused = module._fused_maxima
     monkeypatch.setattr(module, "_fused_maxima", lambda *args: calls.append(1) or fused(*args))
+    monkeypatch.delenv("KERASDET_FUSED_ROI_POOL", raising=False)  # the opt-out would switch the kernel off
     return calls
 
 
@@ -427,7 +428,7 @@ def test_fused_kernel_switch_is_per_thread_and_by_environment(fused_calls, monke
 
     worker = threading.Thread(target=exporting_thread)
     worker.start()
-    entered.wait(30)
+    assert entered.wait(30)
     tf.function(lambda f: roi_pool(f, rois, 2))(features)  # another thread's switch does not apply here
     seen.append(bool(fused_calls))
     release.set()
@@ -456,6 +457,33 @@ def test_a_trace_made_without_a_tape_differentiates_exactly_later(fused_calls):
                                atol=1e-5)
 
 
+def test_a_cached_spp_trace_differentiates_like_tensorflows_ops(fused_calls):
+    """Several outputs (one per pyramid level) through the fused kernel's gradient: equal to the gradient of a trace
+    made with TensorFlow's ops only, and a second-order call works."""
+    from kerasdet.ops._roi_pool import without_fused_kernel
+
+    rng = np.random.default_rng(13)
+    features = tf.constant(_distinct_features(rng, (2, 11, 9, 3)).astype(np.float32))
+    rois = random_rois(rng, 2, 8, 11 * 2, 9 * 2)
+    upstream = tf.constant(rng.uniform(0.5, 1.5, size=(2, 8, (1 + 4 + 9) * 3)).astype(np.float32))
+    fused = tf.function(lambda f: spatial_pyramid_pool(f, rois, (1, 2, 3), 0.5))
+    fused(features)
+    assert fused_calls
+    with without_fused_kernel():
+        plain = tf.function(lambda f: spatial_pyramid_pool(f, rois, (1, 2, 3), 0.5))
+        plain(features)
+
+    def gradient(fn):
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            total = tf.reduce_sum(fn(features) * upstream)
+        return tape.gradient(total, features).numpy()
+
+    expected = gradient(plain)
+    assert np.abs(expected).sum() > 0
+    np.testing.assert_array_equal(gradient(fused), expected)
+
+
 def test_exports_are_traced_without_the_fused_kernel(tmp_path, monkeypatch):
     """`kerasdet.export.saved_model` traces the model with the fused kernel switched off (serving needs no XLA)."""
     import kerasdet.ops._roi_pool as module
@@ -472,6 +500,7 @@ def test_exports_are_traced_without_the_fused_kernel(tmp_path, monkeypatch):
         return detect(*args, **kwargs)
 
     monkeypatch.setattr(model, "detect", recording_detect)
+    monkeypatch.delenv("KERASDET_FUSED_ROI_POOL", raising=False)
     saved_model(model, tmp_path / "export")
     assert seen and not any(seen)
     assert module._fused_kernel_allowed()

@@ -242,7 +242,8 @@ class FasterRCNN(Detector):
                 configurations (the FPN ones always use MultiLevelRoIAlign).
             trainable_backbone_layers: None (the configuration's choice: VGG16's conv1-conv2 frozen, every
                 other trunk trained) or 0-5, the trunk's stages that train counted from the last (torchvision's
-                option; every trunk, `kerasdet.backbones.set_backbone_training`).
+                option, `kerasdet.backbones.set_backbone_training`; every trunk. In the C4 configurations stage 5
+                is the box head's conv5, which always trains, as in Detectron's FREEZE_AT: there 0 and 1 agree).
             **kwargs: other constructor arguments (`class_names`, `max_detections`...).
 
         Example:
