@@ -15,6 +15,8 @@ NMS; keras-cv's `NonMaxSuppression` decoder, with `confidence_threshold` 0.05 an
 Inference: `tf.function` of ours `model.detect` and of keras-cv's forward pass + `decode_predictions` (what its
 `predict_step` runs; its `predict_on_batch` fails under Keras 3 with keras-cv 0.9: `predict_step` reads the images
 from the wrong argument): network, decoding and NMS on both.
+Inference also runs ours in `precision="auto"` (`--precisions`; a copy built under the policy, same weights)
+against keras-cv's float32; the section names the CPU's bfloat16 flags.
 Training: `tf.function(model.train_step)` on both (what `train_on_batch` compiles; keras-cv 0.9's `train_step`
 cannot take the data `train_on_batch` passes under Keras 3), `keras.optimizers.SGD(1e-4)` each, each model's own
 loss (ours darknet's region loss; keras-cv's CIoU + binary cross-entropy with its task-aligned assigner).
@@ -53,6 +55,7 @@ from benchmarks.timing import (  # noqa: E402
     command_line,
     Case, detector_parser, machine_description, markdown_table, print_over_limit, run_cases, write_section,
 )
+from benchmarks.precision import bf16_support, copy_in_precision, precision_label  # noqa: E402
 from kerasdet.models.yolo_v2 import YOLOv2  # noqa: E402
 
 START, END = "<!-- yolo:start -->", "<!-- yolo:end -->"
@@ -149,6 +152,8 @@ def make_targets(batch: int, size: int, seed: int, num_boxes: int = 8, padded: i
 
 def main(argv=None) -> int:
     parser = detector_parser(__doc__.splitlines()[0], batches=(1, 8), image_size=416, multiple=32)
+    parser.add_argument("--precisions", nargs="+", choices=("float32", "auto"), default=["float32", "auto"],
+                        help="precisions of our inference cases (keras-cv runs float32); default both")
     args = parser.parse_args(argv)
     size = args.image_size
     keras.utils.set_random_seed(0)
@@ -167,29 +172,36 @@ def main(argv=None) -> int:
     peer_step = tf.function(lambda x, y: peer.train_step((x, y)))
     peer_detect = tf.function(lambda x: peer.decode_predictions(peer(x, training=False), x))
 
-    def cases():
-        for kind in ("inference", "training"):
-            if args.only not in (None, kind):
-                continue
-            if kind == "training":
-                ours.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
-                peer.compile(classification_loss="binary_crossentropy", box_loss="ciou",
-                             optimizer=keras.optimizers.SGD(LEARNING_RATE))
+    def inference_cases():
+        for precision in args.precisions:
+            detect = ours_detect if precision == "float32" else tf.function(
+                copy_in_precision(lambda: build_ours(size), ours, precision, size).detect)
+            suffix = "" if precision == "float32" else f", ours {precision} vs keras-cv float32"
             for b in args.batches:
-                images = base[:b]
-                if kind == "inference":
-                    yield Case(name=f"inference, batch {b}",
-                               ours=lambda x=images: tf.nest.map_structure(np.asarray, ours_detect(x)),
-                               peer=lambda x=images: tf.nest.map_structure(np.asarray, peer_detect(x)),
-                               peer_name="keras-cv YOLOV8Detector")
-                else:
-                    boxes, labels = make_targets(b, size, seed=100 + b)
-                    ours_y = {"boxes": tf.constant(boxes), "labels": tf.constant(labels)}
-                    peer_y = {"boxes": tf.constant(boxes), "classes": tf.constant(labels, tf.float32)}
-                    yield Case(name=f"training step, batch {b}",
-                               ours=lambda x=images, y=ours_y: float(ours_step(x, y)["loss"]),
-                               peer=lambda x=images, y=peer_y: float(peer_step(x, y)["loss"]),
-                               peer_name="keras-cv YOLOV8Detector")
+                yield Case(name=f"inference, batch {b}{suffix}",
+                           ours=lambda x=base[:b], d=detect: tf.nest.map_structure(np.asarray, d(x)),
+                           peer=lambda x=base[:b]: tf.nest.map_structure(np.asarray, peer_detect(x)),
+                           peer_name="keras-cv YOLOV8Detector",
+                           note="" if precision == "float32" else f"ours {precision_label(precision)}")
+
+    def training_cases():
+        ours.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
+        peer.compile(classification_loss="binary_crossentropy", box_loss="ciou",
+                     optimizer=keras.optimizers.SGD(LEARNING_RATE))
+        for b in args.batches:
+            boxes, labels = make_targets(b, size, seed=100 + b)
+            ours_y = {"boxes": tf.constant(boxes), "labels": tf.constant(labels)}
+            peer_y = {"boxes": tf.constant(boxes), "classes": tf.constant(labels, tf.float32)}
+            yield Case(name=f"training step, batch {b}",
+                       ours=lambda x=base[:b], y=ours_y: float(ours_step(x, y)["loss"]),
+                       peer=lambda x=base[:b], y=peer_y: float(peer_step(x, y)["loss"]),
+                       peer_name="keras-cv YOLOV8Detector")
+
+    def cases():
+        if args.only in (None, "inference"):
+            yield from inference_cases()
+        if args.only in (None, "training"):
+            yield from training_cases()
 
     rows = run_cases(cases(), rounds=args.rounds, warmup=args.warmup, peer_label="keras-cv", precision=1)
     table = markdown_table(rows)
@@ -202,7 +214,8 @@ def main(argv=None) -> int:
     body = "\n".join([
         "## YOLOv2 against keras-cv's YOLOv8 (`benchmarks/yolo.py`)",
         "",
-        f"Measured {datetime.date.today().isoformat()} with `{command_line()}` on {machine_description()};",
+        f"Measured {datetime.date.today().isoformat()} with `{command_line()}` on {machine_description()}; "
+        f"{bf16_support()};",
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}, keras-cv {keras_cv.__version__}, 2 intra-op threads, "
         f"1 inter-op thread, CPU, medians of {args.rounds} interleaved rounds after {args.warmup} warm-up calls.",
         "",
