@@ -19,6 +19,8 @@ and has OMP_NUM_THREADS / MKL_NUM_THREADS 2), warm-up excluded, medians of inter
   score threshold 0.05, per-class NMS 0.5, 100 detections. Inference is `model.predict_on_batch(images)`
   (Keras' predict function around `predict_step` -> `detect`, what a Keras user calls; numpy out);
   training is `model.train_on_batch(images, targets)` after `model.compile(optimizer=keras.optimizers.SGD(lr))`.
+  Inference also runs in `precision="auto"` (`--precisions`; bfloat16 on CPUs with AMX or AVX512-BF16, a copy
+  built under the policy with the same weights) against the peer's float32.
 - peer: `torchvision.models.detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None,
   num_classes=92, min_size=S, max_size=S, ...)` with ours' proposal, sampling and detection settings
   passed explicitly (they are torchvision's defaults too). `min_size = max_size = S` (the image side)
@@ -90,6 +92,7 @@ from benchmarks.timing import (  # noqa: E402
     Case, interleaved_medians, machine_description, markdown_table, print_over_limit, run_cases, write_section,
     detector_parser,
 )
+from benchmarks.precision import bf16_support, copy_in_precision, precision_label  # noqa: E402
 from kerasdet.models.faster_rcnn import FasterRCNN  # noqa: E402
 from kerasdet.ops.nms import batched_non_max_suppression  # noqa: E402
 
@@ -302,16 +305,19 @@ def _counts_note(ours: dict, peer: dict) -> str:
             f"torchvision {peer['detections_per_image']:.0f}")
 
 
-def inference_case(model: FasterRCNN, peer: TorchPeer, images) -> Case:
+def inference_case(model: FasterRCNN, peer: TorchPeer, images, precision="float32") -> Case:
     batch, size = int(images.shape[0]), int(images.shape[1])
     name = f"Faster R-CNN R50-FPN {size}x{size}, inference + proposals + NMS, batch {batch}"
+    if precision != "float32":
+        name += f", ours {precision} vs torchvision float32"
     peer_counts = peer.request(case=name, kind="inference", batch=batch, size=size, threads=INTRA_OP_THREADS)
     return Case(
         name=name,
         ours=lambda: model.predict_on_batch(images)["num_detections"],
         peer=lambda: peer.run(name),
         peer_name="torchvision fasterrcnn_resnet50_fpn, eval + inference_mode",
-        note="ours `predict_on_batch`; " + _counts_note(ours_counts(model, images), peer_counts),
+        note="ours `predict_on_batch`; " + _counts_note(ours_counts(model, images), peer_counts)
+             + ("" if precision == "float32" else f"; ours {precision_label(precision)}, torchvision float32"),
     )
 
 
@@ -390,6 +396,8 @@ def check_peer_arguments(parser, args):
 def parse_args(argv=None):
     parser = detector_parser(__doc__.splitlines()[0], batches=(1, 2), image_size=800, multiple=32)
     add_peer_arguments(parser)
+    parser.add_argument("--precisions", nargs="+", choices=("float32", "auto"), default=["float32", "auto"],
+                        help="precisions of our inference cases (the peer runs float32); default both")
     args = parser.parse_args(argv)
     check_peer_arguments(parser, args)
     return args
@@ -435,7 +443,8 @@ def main(argv=None) -> int:
         [
             "## Two-stage detector (`benchmarks/two_stage.py`)",
             "",
-            f"Measured {datetime.date.today().isoformat()} with `{command_line()}` on {machine_description()};",
+            f"Measured {datetime.date.today().isoformat()} with `{command_line()}` on {machine_description()}; "
+            f"{bf16_support()};",
             f"TensorFlow {tf.__version__}, Keras {keras.__version__}, torch {peer.info['torch']}, torchvision "
             f"{peer.info['torchvision']} (own virtualenv, worker subprocess); {INTRA_OP_THREADS} intra-op threads and "
             f"{INTER_OP_THREADS} inter-op thread on both sides, CPU, float32, medians of {args.rounds} interleaved rounds "
@@ -492,23 +501,30 @@ def _trainable(model) -> int:
 def _run(args, model, peer, base, targets):
     pieces, losses = {}, {}
 
+    def inference_cases(precision):
+        if precision != "float32":
+            size = int(base.shape[1])
+            variant = copy_in_precision(lambda: build_ours(size), model, precision, size)
+            for b in args.batches:
+                yield inference_case(variant, peer, base[:b], precision)
+            return
+        for b in args.batches:
+            yield inference_case(model, peer, base[:b])
+            if not args.no_split:
+                print(f"[bench] split of ours' inference, batch {b} ...", flush=True)
+                pieces[b] = ours_pieces(model, base[:b], rounds=args.rounds, warmup=args.warmup)
+                print("[bench]   " + ", ".join(f"{k} {v:.1f} ms" for k, v in pieces[b].items()), flush=True)
+
     def cases():
         # a generator: the inference cases and the split run before compile, and training changes the weights
-        for kind in ("inference", "training"):
-            if args.only not in (None, kind):
-                continue
-            if kind == "training":
-                model.compile(optimizer=keras.optimizers.SGD(args.learning_rate))
+        if args.only in (None, "inference"):
+            for precision in args.precisions:
+                yield from inference_cases(precision)
+        if args.only in (None, "training"):
+            model.compile(optimizer=keras.optimizers.SGD(args.learning_rate))
             for b in args.batches:
-                if kind == "inference":
-                    yield inference_case(model, peer, base[:b])
-                    if not args.no_split:
-                        print(f"[bench] split of ours' inference, batch {b} ...", flush=True)
-                        pieces[b] = ours_pieces(model, base[:b], rounds=args.rounds, warmup=args.warmup)
-                        print("[bench]   " + ", ".join(f"{k} {v:.1f} ms" for k, v in pieces[b].items()), flush=True)
-                else:
-                    y = {k: v[:b] for k, v in targets.items()}
-                    yield training_case(model, peer, base[:b], y, losses, args.learning_rate)
+                y = {k: v[:b] for k, v in targets.items()}
+                yield training_case(model, peer, base[:b], y, losses, args.learning_rate)
 
     rows = run_cases(cases(), rounds=args.rounds, warmup=args.warmup, peer_label="torchvision", precision=1)
     return rows, pieces, losses
