@@ -25,6 +25,12 @@ def bf16_support() -> str:
             f'`precision="auto"` resolves to {resolve_precision("auto")}')
 
 
+def add_precision_argument(parser, peer: str) -> None:
+    """`--precisions` of a benchmark whose `peer` runs float32 while ours runs each of float32 and "auto"."""
+    parser.add_argument("--precisions", nargs="+", choices=("float32", "auto"), default=["float32", "auto"],
+                        help=f"precisions of our inference cases ({peer} runs float32); default both")
+
+
 def has_amx() -> bool:
     """Whether this CPU has AMX (issue 14 judges its "auto" bar on such CPUs only)."""
     from kerasdet.zoo.precision import _cpu_flags

@@ -70,7 +70,8 @@ from benchmarks.timing import (  # noqa: E402
     command_line,
     Case, detector_parser, machine_description, markdown_table, print_over_limit, run_cases, write_section,
 )
-from benchmarks.precision import bf16_support, copy_in_precision, precision_label  # noqa: E402
+from benchmarks.precision import (  # noqa: E402
+    add_precision_argument, bf16_support, copy_in_precision, precision_label)
 from kerasdet.models.ssd import SSD  # noqa: E402
 
 START, END = "<!-- ssd:start -->", "<!-- ssd:end -->"
@@ -168,8 +169,7 @@ def parse_args(argv=None):
     parser = detector_parser(__doc__.splitlines()[0], batches=(1, 8), image_size=300, multiple=1)
     parser.add_argument("--model", choices=("ssd300", "ssdlite", "both"), default="both")
     parser.add_argument("--training-batch", type=int, default=4, help="batch of the training step (default 4)")
-    parser.add_argument("--precisions", nargs="+", choices=("float32", "auto"), default=["float32", "auto"],
-                        help="precisions of our inference cases (the peer runs float32); default both")
+    add_precision_argument(parser, "the peer")
     parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
     parser.add_argument("--torch-python", type=pathlib.Path,
                         default=pathlib.Path(os.environ.get("TORCH_VENV", DEFAULT_TORCH_VENV)) / "bin" / "python")

@@ -92,7 +92,8 @@ from benchmarks.timing import (  # noqa: E402
     Case, interleaved_medians, machine_description, markdown_table, print_over_limit, run_cases, write_section,
     detector_parser,
 )
-from benchmarks.precision import bf16_support, copy_in_precision, precision_label  # noqa: E402
+from benchmarks.precision import (  # noqa: E402
+    add_precision_argument, bf16_support, copy_in_precision, precision_label)
 from kerasdet.models.faster_rcnn import FasterRCNN  # noqa: E402
 from kerasdet.ops.nms import batched_non_max_suppression  # noqa: E402
 
@@ -396,8 +397,7 @@ def check_peer_arguments(parser, args):
 def parse_args(argv=None):
     parser = detector_parser(__doc__.splitlines()[0], batches=(1, 2), image_size=800, multiple=32)
     add_peer_arguments(parser)
-    parser.add_argument("--precisions", nargs="+", choices=("float32", "auto"), default=["float32", "auto"],
-                        help="precisions of our inference cases (the peer runs float32); default both")
+    add_precision_argument(parser, "the peer")
     args = parser.parse_args(argv)
     check_peer_arguments(parser, args)
     return args

@@ -55,7 +55,8 @@ from benchmarks.timing import (  # noqa: E402
     command_line,
     Case, detector_parser, machine_description, markdown_table, print_over_limit, run_cases, write_section,
 )
-from benchmarks.precision import bf16_support, copy_in_precision, precision_label  # noqa: E402
+from benchmarks.precision import (  # noqa: E402
+    add_precision_argument, bf16_support, copy_in_precision, precision_label)
 from kerasdet.models.yolo_v2 import YOLOv2  # noqa: E402
 
 START, END = "<!-- yolo:start -->", "<!-- yolo:end -->"
@@ -152,8 +153,7 @@ def make_targets(batch: int, size: int, seed: int, num_boxes: int = 8, padded: i
 
 def main(argv=None) -> int:
     parser = detector_parser(__doc__.splitlines()[0], batches=(1, 8), image_size=416, multiple=32)
-    parser.add_argument("--precisions", nargs="+", choices=("float32", "auto"), default=["float32", "auto"],
-                        help="precisions of our inference cases (keras-cv runs float32); default both")
+    add_precision_argument(parser, "keras-cv")
     args = parser.parse_args(argv)
     size = args.image_size
     keras.utils.set_random_seed(0)
