@@ -22,7 +22,9 @@ both sides, random weights, float32, CPU. Two models (`--model mask|keypoint|bot
   images at SxS (Keypoint R-CNN's default `min_size` is a range of training sizes).
 
 Each: inference, batch 1 (ours `model.predict_on_batch(images)`, Keras' predict function, numpy out;
-peer `model.eval()` and `model(images)` under `torch.inference_mode()`), then one training step, batch 1
+peer `model.eval()` and `model(images)` under `torch.inference_mode()`; ours also in `precision="auto"`,
+`--precisions`: bfloat16 on CPUs with AMX or AVX512-BF16, a copy built under the policy with the calibrated
+weights, against the peer's float32), then one training step, batch 1
 (ours `model.train_on_batch(images, targets)` after `compile(optimizer=keras.optimizers.SGD(lr))`; peer
 `model.train()`, the sum of its loss dict, `backward()`, `torch.optim.SGD(lr=lr).step()`). torchvision's
 backbone batch norms are replaced by FrozenBatchNorm2d (`--peer-batch-norm frozen`, the default), as ours'
@@ -103,6 +105,8 @@ import keras  # noqa: E402
 
 from benchmarks.calibration import BOX_DELTA_STD  # noqa: E402
 from benchmarks.models import make_images, make_targets  # noqa: E402
+from benchmarks.precision import (  # noqa: E402
+    add_precision_argument, bf16_support, copy_in_precision, precision_label)
 from benchmarks.timing import (  # noqa: E402
     command_line,
     Case, detector_parser, interleaved_medians, machine_description, markdown_table, print_over_limit, run_cases,
@@ -277,9 +281,12 @@ def ours_piece_fns_heads(model: MaskRCNN, images) -> tuple[dict, int]:
 # ----------------------------------------------------------------------------- cases
 
 
-def inference_case(spec: Spec, model: MaskRCNN, peer: TorchPeer, images, target: float, head_rows: dict) -> Case:
+def inference_case(spec: Spec, model: MaskRCNN, peer: TorchPeer, images, target: float, head_rows: dict,
+                   precision: str = "float32") -> Case:
     batch, size = int(images.shape[0]), int(images.shape[1])
     name = f"{spec.title} {size}x{size}, inference (boxes + {spec.outputs}), batch {batch}"
+    if precision != "float32":
+        name += f", ours {precision} vs torchvision float32"
     peer_counts = peer.request(case=name, kind="inference", batch=batch, size=size, threads=INTRA_OP_THREADS,
                                model_key=spec.key)
     ours = ours_counts(model, images)
@@ -289,7 +296,8 @@ def inference_case(spec: Spec, model: MaskRCNN, peer: TorchPeer, images, target:
             f"{ours['candidates_per_image']:.0f} / torchvision {peer_counts['candidates_per_image']:.0f}; detections "
             f"kept (calibrated to {target:g}) ours {ours['detections_per_image']:.0f} / torchvision "
             f"{peer_counts['detections_per_image']:.0f}, the {spec.key} head's rows"
-            + (f" (ours {rows})" if rows is not None else ""))
+            + (f" (ours {rows})" if rows is not None and precision == "float32" else "")
+            + ("" if precision == "float32" else f"; ours {precision_label(precision)}, torchvision float32"))
     return Case(
         name=name,
         ours=lambda: model.predict_on_batch(images)["num_detections"],
@@ -343,6 +351,7 @@ def parse_args(argv=None):
     parser.add_argument("--keypoint-detections", type=float, default=20.0,
                         help="detections per image both keypoint models are calibrated to (default 20)")
     add_peer_arguments(parser, LEARNING_RATE, diverges="1e-3")
+    add_precision_argument(parser, "torchvision")
     args = parser.parse_args(argv)
     check_peer_arguments(parser, args)
     for flag in ("mask_detections", "keypoint_detections"):
@@ -383,24 +392,31 @@ def run_model(spec: Spec, args, base) -> dict:
         print(f"[bench] {params}; torchvision backbone norm {peer_model['batch_norm']}", flush=True)
         targets = {k: v for k, v in data.items()}
 
+        def inference_cases(precision):
+            if precision != "float32":
+                # the calibrated weights (box classifier, keypoint deconvolution) in a copy built under the policy
+                variant = copy_in_precision(lambda: spec.build_ours(size), model, precision, size)
+                for b in args.batches:
+                    yield inference_case(spec, variant, peer, base[:b], target, head_rows, precision)
+                return
+            for b in args.batches:
+                if not args.no_split:
+                    print(f"[bench] split of ours' inference, batch {b} ...", flush=True)
+                    fns, head_rows[b] = ours_piece_fns_heads(model, base[:b])
+                    pieces[b] = interleaved_medians(fns, rounds=args.rounds, warmup=args.warmup)
+                    print("[bench]   " + ", ".join(f"{k} {v:.1f} ms" for k, v in pieces[b].items()), flush=True)
+                yield inference_case(spec, model, peer, base[:b], target, head_rows)
+
         def cases():
             # a generator: inference and the split run before compile, and training changes the weights
-            for kind in ("inference", "training"):
-                if args.only not in (None, kind):
-                    continue
-                if kind == "training":
-                    model.compile(optimizer=keras.optimizers.SGD(args.learning_rate))
+            if args.only in (None, "inference"):
+                for precision in args.precisions:
+                    yield from inference_cases(precision)
+            if args.only in (None, "training"):
+                model.compile(optimizer=keras.optimizers.SGD(args.learning_rate))
                 for b in args.batches:
-                    if kind == "inference":
-                        if not args.no_split:
-                            print(f"[bench] split of ours' inference, batch {b} ...", flush=True)
-                            fns, head_rows[b] = ours_piece_fns_heads(model, base[:b])
-                            pieces[b] = interleaved_medians(fns, rounds=args.rounds, warmup=args.warmup)
-                            print("[bench]   " + ", ".join(f"{k} {v:.1f} ms" for k, v in pieces[b].items()), flush=True)
-                        yield inference_case(spec, model, peer, base[:b], target, head_rows)
-                    else:
-                        y = {k: v[:b] for k, v in targets.items()}
-                        yield training_case(spec, model, peer, base[:b], y, losses, args.learning_rate)
+                    y = {k: v[:b] for k, v in targets.items()}
+                    yield training_case(spec, model, peer, base[:b], y, losses, args.learning_rate)
 
         rows = run_cases(cases(), rounds=args.rounds, warmup=args.warmup, peer_label="torchvision", precision=1)
     finally:
@@ -451,11 +467,11 @@ def main(argv=None) -> int:
         "## Mask R-CNN and keypoint R-CNN (`benchmarks/mask_rcnn.py`)",
         "",
         f"Measured {datetime.date.today().isoformat()} with `{command_line()}` on "
-        f"{machine_description()};",
+        f"{machine_description()}; {bf16_support()};",
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}, torch {info['torch']}, torchvision "
         f"{info['torchvision']} (own virtualenv, worker subprocess); {INTRA_OP_THREADS} intra-op threads and "
-        f"{INTER_OP_THREADS} inter-op thread on both sides, CPU, float32, medians of {args.rounds} interleaved rounds "
-        f"after {args.warmup} warm-up calls (tracing included).",
+        f"{INTER_OP_THREADS} inter-op thread on both sides, CPU, float32 (ours also `auto` where a row says so), "
+        f"medians of {args.rounds} interleaved rounds after {args.warmup} warm-up calls (tracing included).",
         "",
         f"Both: ResNet-50-FPN (P2-P6, 256 channels), random weights, {size}x{size} RGB, two_stage.py's RPN, sampling "
         "and detection settings (1000 / 1000 test proposals, 2000 / 2000 in training, 512 RoIs at 25%, score 0.05, "
