@@ -19,6 +19,13 @@ prefetch, and YOLOv2's multi-scale sizes), from two sources of the same images: 
   same sizes). This is what decides: on 2 cores the pipeline's threads share the CPU with the step, so a pipeline
   faster alone can still slow training; 1.00 means no cost at all.
 
+A `fit`'s time here runs from its first batch's start to its last batch's end (`StepWindow`, a callback): waiting
+for the next batch happens inside that window, but not what `fit` does before its first batch and after its last
+one. That part was measured to be a fixed delay that some calls pay and others do not: Fast YOLO's 16 steps took
+3.0-3.2 s while the `fit` call returned after 5.11 s, on the in-memory batches as on the pipeline's (2026-12-06).
+It is not the pipeline's cost, and timing whole calls gave ratios as low as 0.54 (a fed epoch "faster" than the
+same batches in memory) that changed from run to run.
+
 The pipeline keeps up when it is faster alone than the step and fed / in memory is at most 1.10. Random weights (the
 step's cost does not depend on them). Run it on an otherwise idle machine: a second job shares the 2 cores with both
 sides. The default families cover every kind of training pipeline there is: the standard augmenter on the fastest
@@ -96,6 +103,29 @@ def _stream_args(args, arch):
                                  seed=0, augment=None, max_boxes=32)
 
 
+class StepWindow(keras.callbacks.Callback):
+    """Seconds from the first training batch's start to the last one's end: a `fit`'s steps, including the waits for
+    data, without what `fit` does before and after them."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if not hasattr(self, "start"):
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.end = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+def _fit_seconds(model, data, steps) -> float:
+    """The steps' seconds of one epoch of `fit` on `data` (see `StepWindow`)."""
+    window = StepWindow()
+    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[window])
+    return window.seconds
+
+
 def _images_per_second(batches, batch_size):
     start = time.perf_counter()
     count = sum(1 for _ in batches)
@@ -133,9 +163,7 @@ def measure(arch: str, source: str, spec: str, args) -> dict:
             if what == "pipeline":
                 times["pipeline"].append(_images_per_second(epoch(0), args.batch_size)[0])
                 continue
-            start = time.perf_counter()
-            model.fit(in_memory if what == "memory" else epoch(0), epochs=1, steps_per_epoch=steps, verbose=0)
-            times[what].append(time.perf_counter() - start)
+            times[what].append(_fit_seconds(model, in_memory if what == "memory" else epoch(0), steps))
     memory, fed = statistics.median(times["memory"]), statistics.median(times["fed"])
     return {"arch": arch, "source": source, "startup": startup, "pipeline": statistics.median(times["pipeline"]),
             "step": steps * args.batch_size / memory, "fed_ratio": fed / memory, "steps": steps}
@@ -189,7 +217,9 @@ def main(argv=None) -> int:
         f"{args.images} training images at {args.image_size} px (one epoch), batch {args.batch_size}, medians of "
         f"{args.rounds} interleaved rounds. The batches are what `kerasdet train` makes (each family's augmentation); "
         "the COCO folder holds the same images as PNG files. \"Keeps up\": the pipeline alone faster than the step, "
-        f"and fed / in memory at most {SLOWDOWN_FLAG:.2f}. See the script's docstring.",
+        f"and fed / in memory at most {SLOWDOWN_FLAG:.2f}. Each timed `fit` is one epoch ({args.images // args.batch_size} "
+        "steps), timed from its first batch's start to its last batch's end (see the script's docstring): a row's "
+        "ratio moves by several hundredths between runs, so one row near the flag decides little.",
         "",
         text,
     ])
