@@ -71,10 +71,11 @@ torchvision's transform normalising and copying the images, box loss betas, eage
 compiled functions); mask targets cropped by RoIAlign with sampling 2, aligned, in ours (`crop_masks`) vs
 torchvision's `roi_align` of the masks (adaptive sampling, not aligned).
 
-Run it on an otherwise idle machine (torch suffers most from a busy one, see two_stage.py); it warns
-when the load average is above 0.5. With the defaults it takes roughly 20-25 minutes on 2 cores (an
-estimate from a 256x256 smoke run and two_stage.py's 800x800 times: ours' keypoint training step, whose
-head runs on 128 RoIs, dominates) and needs roughly 6-9 GB in all (TensorFlow process and torch worker).
+Run it on an otherwise idle machine (torch suffers most from a busy one, see two_stage.py); it warns when the
+load average is above 0.5. In float32 alone (`--precisions float32`) it takes roughly 20-25 minutes on 2 cores
+(an estimate from a 256x256 smoke run and two_stage.py's 800x800 times: ours' keypoint training step, whose head
+runs on 128 RoIs, dominates) and needs roughly 6-9 GB in all (TensorFlow process and torch worker); the default
+adds the `auto` copy of each model (a second ResNet-50-FPN, built and traced) and its inference cases.
 """
 
 from __future__ import annotations

@@ -20,11 +20,12 @@ prefetch, and YOLOv2's multi-scale sizes), from two sources of the same images: 
   faster alone can still slow training; 1.00 means no cost at all.
 
 A `fit`'s time here runs from its first batch's start to its last batch's end (`StepWindow`, a callback): waiting
-for the next batch happens inside that window, but not what `fit` does before its first batch and after its last
-one. That part was measured to be a fixed delay that some calls pay and others do not: Fast YOLO's 16 steps took
-3.0-3.2 s while the `fit` call returned after 5.11 s, on the in-memory batches as on the pipeline's (2026-12-06).
-It is not the pipeline's cost, and timing whole calls gave ratios as low as 0.54 (a fed epoch "faster" than the
-same batches in memory) that changed from run to run.
+for the next batch happens inside that window, but not what `fit` does before its first batch and after its last one
+(nor building the epoch's pipeline and its iterator, which `kerasdet train` pays once per epoch, over far more steps
+than these 16). What `fit` does around its steps was measured to be a fixed delay that some calls pay and others do
+not: Fast YOLO's 16 steps took 3.0-3.2 s while the `fit` call returned after 5.11 s, on the in-memory batches as on
+the pipeline's (2026-12-06). It is not the pipeline's cost, and timing whole calls gave ratios as low as 0.54 (a fed
+epoch "faster" than the same batches in memory) that changed from run to run.
 
 The pipeline keeps up when it is faster alone than the step and fed / in memory is at most 1.10. Random weights (the
 step's cost does not depend on them). Run it on an otherwise idle machine: a second job shares the 2 cores with both
@@ -107,8 +108,12 @@ class StepWindow(keras.callbacks.Callback):
     """Seconds from the first training batch's start to the last one's end: a `fit`'s steps, including the waits for
     data, without what `fit` does before and after them."""
 
+    def __init__(self):
+        super().__init__()
+        self.start = self.end = None
+
     def on_train_batch_begin(self, batch, logs=None):
-        if not hasattr(self, "start"):
+        if self.start is None:
             self.start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -116,6 +121,8 @@ class StepWindow(keras.callbacks.Callback):
 
     @property
     def seconds(self) -> float:
+        if self.end is None:
+            raise RuntimeError("no training batch ran: there is no step to time")
         return self.end - self.start
 
 
@@ -150,6 +157,8 @@ def measure(arch: str, source: str, spec: str, args) -> dict:
     model.compile(learning_rate=1e-4)
     # every timed epoch is epoch 0 (one seed): the same images at the same sizes, fed or held
     steps = sum(1 for _ in epoch(0))
+    if steps < 1:  # fit would read the repeated in-memory batches forever
+        raise ValueError(f"{arch} on {source}: the epoch has no full batch of {args.batch_size}")
     in_memory = _memory_dataset(epoch(0))
     model.fit(in_memory, epochs=1, steps_per_epoch=steps, verbose=0)  # tracing, warm-up
     model.fit(epoch(0), epochs=1, steps_per_epoch=steps, verbose=0)  # a pipeline-fed warm-up (shapes may relax)
