@@ -251,3 +251,71 @@ def test_cli_reads_coco_polygon_and_rle_masks_for_training(tmp_path):
     (tmp_path / "ann.json").write_text(json.dumps(data))
     with pytest.raises(SystemExit, match="segmentation"):
         cli.open_dataset(spec, "train", None, 128, with_masks=True)
+
+
+def test_keypoint_box_scale_enlarges_boxes_about_their_centres_and_keeps_padding():
+    model = _small(keypoint_box_scale=1.5)
+    boxes = tf.constant([[[10.0, 20.0, 30.0, 60.0], [-1.0, -1.0, -1.0, -1.0], [0.0, 0.0, 8.0, 8.0]]])
+    got = model._keypoint_boxes(boxes, tf.constant([[True, False, False]])).numpy()
+    np.testing.assert_allclose(got[0, 0], [5.0, 10.0, 35.0, 70.0])  # centre (20, 40), 30 x 60
+    np.testing.assert_array_equal(got[0, 1:], boxes.numpy()[0, 1:])  # padding and rows not valid untouched
+    assert _small()._keypoint_boxes(boxes, tf.constant([[True, True, True]])) is boxes  # 1: the paper's boxes
+
+
+def test_keypoints_outside_the_box_train_only_with_an_enlarged_keypoint_box(batch):
+    """One labelled keypoint per object, right of its box by 0.2 of the box's width (as a star tip hidden by another
+    object lies outside the box of its visible part). The same weights (so the same positive RoIs, every one
+    training the head): at scale 2 every RoI that trained the keypoint at scale 1 still does, and most positive RoIs
+    do (a box twice as large reaches half a width beyond each side); at scale 1 only the RoIs wider than their
+    object to the right can."""
+    x, y = batch
+    keypoints = np.zeros_like(y["keypoints"])
+    b = y["boxes"]
+    keypoints[..., 0, 0] = b[..., 2] + 0.2 * (b[..., 2] - b[..., 0])
+    keypoints[..., 0, 1] = (b[..., 1] + b[..., 3]) / 2
+    keypoints[..., 0, 2] = np.where(y["labels"] >= 0, 2.0, 0.0)
+    y = dict(y, keypoints=keypoints)
+    plain = _small(keypoint_rois_per_image=None).build_for_size(SPEC.image_size)
+    wide = MaskRCNN.from_config(dict(plain.get_config(), keypoint_box_scale=2.0)).build_for_size(SPEC.image_size)
+    wide.set_weights(plain.get_weights())
+    valid, positive = {}, {}
+    for scale, model in ((1.0, plain), (2.0, wide)):
+        targets = model.standardize_targets(y, tf.constant(x))
+        raw = model(x, training=True, targets=targets)
+        valid[scale] = raw["keypoint_train"]["valid"].numpy()
+        positive[scale] = raw["mask_train"]["positive"].numpy()
+    np.testing.assert_array_equal(positive[1.0], positive[2.0])
+    assert not valid[2.0][..., 1:].any()  # unlabelled keypoints never train
+    assert np.all(valid[2.0][..., 0] >= valid[1.0][..., 0])
+    count = positive[1.0].sum()
+    assert valid[1.0][..., 0].sum() <= 0.5 * count < 0.8 * count <= valid[2.0][..., 0].sum(), (
+        valid[1.0][..., 0].sum(), valid[2.0][..., 0].sum(), count)
+
+
+def test_predicted_keypoints_are_decoded_in_the_enlarged_box(batch, monkeypatch):
+    """The same heatmaps (a peak in the top-left bin of every map) decode to the first bin of the enlarged box."""
+    x, _ = batch
+    plain = _small().build_for_size(SPEC.image_size)
+    wide = MaskRCNN.from_config(dict(plain.get_config(), keypoint_box_scale=2.0)).build_for_size(SPEC.image_size)
+    assert wide.get_config()["keypoint_box_scale"] == 2.0
+    boxes = tf.constant([[[20.0, 30.0, 60.0, 50.0], [-1.0, -1.0, -1.0, -1.0]]])
+    detections = {"boxes": boxes, "scores": tf.constant([[0.9, 0.0]]), "labels": tf.constant([[0, -1]]),
+                  "num_detections": tf.constant([1])}
+    out, size = {}, plain._heatmap_size()
+    for name, model in (("plain", plain), ("wide", wide)):
+        peak = tf.reshape(tf.one_hot(0, size * size, on_value=20.0), [1, 1, size, size, 1])
+        monkeypatch.setattr(model, "keypoint_head",
+                            lambda pooled, training=False: tf.tile(peak, [1, tf.shape(pooled)[1], 1, 1, 5]))
+        raw = model(x[:1], training=False)
+        out[name] = model.refine_detections(detections, raw, x[:1])["keypoints"].numpy()[0, 0, :, :2]
+    np.testing.assert_allclose(out["plain"], np.tile([20 + 0.5 * 40 / size, 30 + 0.5 * 20 / size], (5, 1)), rtol=1e-5)
+    np.testing.assert_allclose(out["wide"], np.tile([0 + 0.5 * 80 / size, 20 + 0.5 * 40 / size], (5, 1)), rtol=1e-5)
+
+
+def test_keypoint_box_scale_is_checked_and_named_by_its_architecture():
+    for bad in (0.5, float("nan"), True, "2"):
+        with pytest.raises(ValueError, match="keypoint_box_scale"):
+            _small(keypoint_box_scale=bad)
+    model = families.FAMILIES["mask_rcnn"].archs["mask-rcnn-compact-keypoint-box-1.5"](
+        10, synthetic.class_names(), keypoints=synthetic.keypoint_names())
+    assert model.keypoint_box_scale == 1.5 and model.num_keypoints == 5

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -43,8 +45,9 @@ class MaskRCNN(FasterRCNN):
     `num_samples * positive_fraction` per image) are pooled again (`mask_pooler`, 14x14 RoIAlign) for the
     mask head, whose target is the matched object's mask cropped by RoIAlign to the RoI (28x28) and
     binarised at 0.5, and whose loss is the mean binary cross-entropy of the ground-truth class's map.
-    With keypoints, positive RoIs whose object has labelled keypoints inside the RoI train the keypoint
-    head (56x56 heatmaps, spatial softmax cross-entropy at the one-hot target bin).
+    With keypoints, positive RoIs whose object has labelled keypoints inside the RoI (enlarged by
+    `keypoint_box_scale`) train the keypoint head (56x56 heatmaps, spatial softmax cross-entropy at the one-hot
+    target bin).
 
     Prediction: after per-class NMS, the heads run on the kept boxes (only as many rows as the image with
     the most detections needs): `masks` are the class's 28x28 sigmoid maps pasted into the image with
@@ -72,6 +75,10 @@ class MaskRCNN(FasterRCNN):
             keypoints are 0.
         keypoint_rois_per_image: RoIs per image that train the keypoint head, those with labelled keypoints
             first (None: every positive RoI row).
+        keypoint_box_scale: number >= 1: the keypoint head sees each RoI (in training) and each kept box (in
+            prediction) enlarged by this factor about its centre, so that keypoints outside the box (occluded
+            parts of an object whose box covers what is visible) can be trained and predicted; 1 is the paper's.
+            The heatmaps then cover the enlarged box (coarser bins by the same factor).
         mask_output: "pasted" or "roi" (see above).
         mask_threshold: None for probabilities, or a threshold in (0, 1) giving uint8 binary pasted masks.
         **kwargs: the `FasterRCNN` arguments (backbone, rpn, roi_pooler, box_head, proposal_sampler...).
@@ -87,7 +94,7 @@ class MaskRCNN(FasterRCNN):
 
     def __init__(self, num_classes, with_masks=True, num_keypoints=0, mask_head=None, mask_pooler=None,
                  keypoint_head=None, keypoint_pooler=None, keypoint_classes=None, keypoint_rois_per_image=None,
-                 mask_output="pasted", mask_threshold=None, **kwargs):
+                 keypoint_box_scale=1.0, mask_output="pasted", mask_threshold=None, **kwargs):
         super().__init__(num_classes=num_classes, **kwargs)
         if not isinstance(with_masks, bool):
             raise TypeError(f"`with_masks` must be a bool; got {with_masks!r}")
@@ -115,9 +122,13 @@ class MaskRCNN(FasterRCNN):
                                                     or keypoint_rois_per_image < 1):
             raise ValueError(f"`keypoint_rois_per_image` must be None or a positive int; got {keypoint_rois_per_image!r}")
         self.with_masks = with_masks
+        if (isinstance(keypoint_box_scale, bool) or not isinstance(keypoint_box_scale, (int, float))
+                or not math.isfinite(keypoint_box_scale) or keypoint_box_scale < 1):
+            raise ValueError(f"`keypoint_box_scale` must be a finite number >= 1; got {keypoint_box_scale!r}")
         self.num_keypoints = num_keypoints
         self.keypoint_classes = keypoint_classes
         self.keypoint_rois_per_image = keypoint_rois_per_image
+        self.keypoint_box_scale = float(keypoint_box_scale)
         self.mask_output = mask_output
         self.mask_threshold = mask_threshold
         shares_box_tower = self.box_head.tower is not None
@@ -309,8 +320,18 @@ class MaskRCNN(FasterRCNN):
                                                                     training)
         return out
 
+    def _keypoint_boxes(self, boxes, valid):
+        """`boxes` `[B, N, 4]` as the keypoint head sees them: enlarged by `keypoint_box_scale` about their centres
+        where `valid`, padding rows (-1) kept."""
+        if self.keypoint_box_scale == 1.0:
+            return boxes
+        centre = (boxes[..., :2] + boxes[..., 2:]) / 2.0
+        half = (boxes[..., 2:] - boxes[..., :2]) * (self.keypoint_box_scale / 2.0)
+        return tf.where(valid[..., None], tf.concat([centre - half, centre + half], axis=-1), boxes)
+
     def _keypoint_training_outputs(self, features, targets, rois, gt_rows, positive, training):
         keypoints = tf.gather(targets["keypoints"], tf.maximum(gt_rows, 0), batch_dims=1)      # [B, P, K, 3]
+        rois = self._keypoint_boxes(rois, positive)
         if self.keypoint_rois_per_image is not None:
             # the rows whose object has labelled keypoints inside the RoI first, then the rest in order
             size = self._heatmap_size()
@@ -370,8 +391,10 @@ class MaskRCNN(FasterRCNN):
                     masks = tf.cast(masks >= self.mask_threshold, tf.uint8)
             out["masks"] = _pad_rows(masks, total)
         if self.num_keypoints:
-            heatmaps = self.keypoint_head(self.pool_rois(features, boxes, self.keypoint_pooler), training=False)
-            keypoints = heatmaps_to_keypoints(heatmaps, boxes)
+            keypoint_boxes = self._keypoint_boxes(boxes, valid)
+            heatmaps = self.keypoint_head(self.pool_rois(features, keypoint_boxes, self.keypoint_pooler),
+                                          training=False)
+            keypoints = heatmaps_to_keypoints(heatmaps, keypoint_boxes)
             carries = valid
             if self.keypoint_classes is not None:
                 carries &= tf.reduce_any(kept_labels[..., None] == tf.constant(self.keypoint_classes), axis=-1)
@@ -411,6 +434,7 @@ class MaskRCNN(FasterRCNN):
             keypoint_pooler=_serialize(self.keypoint_pooler),
             keypoint_classes=self.keypoint_classes,
             keypoint_rois_per_image=self.keypoint_rois_per_image,
+            keypoint_box_scale=self.keypoint_box_scale,
             mask_output=self.mask_output,
             mask_threshold=self.mask_threshold,
         )
